@@ -1,0 +1,132 @@
+"""The ``rerank-plugins`` command: ``score``, ``models``, ``serve`` and ``eval``.
+
+Each subcommand imports what it needs when it runs, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rerank_plugins._version import __version__
+
+
+def add_scorer_options(parser: argparse.ArgumentParser) -> None:
+    """Add the options every subcommand that loads a model shares."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", required=True, help="Hub id, local path or preset name.")
+    group.add_argument("--revision", help="Hub branch, tag or commit.")
+    group.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps.")
+    group.add_argument("--dtype", default="auto", help="auto, float32, float16 or bfloat16.")
+    group.add_argument("--max-length", type=int, help="Tokens per (query, passage) pair.")
+    group.add_argument("--batch-size", type=int, help="Most pairs per forward pass.")
+    group.add_argument(
+        "--local-files-only",
+        action="store_true",
+        help="Never use the network; load from a path or the Hugging Face cache.",
+    )
+
+
+def scorer_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The get_scorer keyword arguments given on the command line."""
+    names = ("revision", "device", "dtype", "max_length", "batch_size", "local_files_only")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def _add_score_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "score",
+        help="Rerank passages for one query and print JSON results, best first.",
+        description=(
+            "Rerank passages for one query. Passages come from the arguments, or one per line "
+            "from --file (- for standard input)."
+        ),
+    )
+    add_scorer_options(parser)
+    parser.add_argument("--query", required=True, help="The query.")
+    parser.add_argument("passages", nargs="*", help="Passages to rerank.")
+    parser.add_argument("--file", help="Read passages from this file, one per line (- = stdin).")
+    parser.add_argument("--top-n", type=int, help="Keep only the best N.")
+    parser.set_defaults(run=_run_score)
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from rerank_plugins.scorer import get_scorer
+
+    passages = list(args.passages)
+    if args.file:
+        stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+        with stream:
+            passages.extend(line.rstrip("\n") for line in stream if line.strip())
+    if not passages:
+        msg = "rerank-plugins score: error: no passages; give them as arguments or with --file."
+        raise SystemExit(msg)
+    scorer = get_scorer(args.model, **scorer_options(args))
+    results = scorer.rank(args.query, passages, top_n=args.top_n)
+    payload = [{"index": r.index, "score": r.score, "text": r.text} for r in results]
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+    return 0
+
+
+def _add_models_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "models",
+        help="List the preset model names.",
+        description="List the preset names accepted wherever a model is expected.",
+    )
+    parser.add_argument("--language", help="Only presets for this language (e.g. en, ja).")
+    parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+    parser.set_defaults(run=_run_models)
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from rerank_plugins.presets import PRESETS
+
+    presets = [p for p in PRESETS.values() if not args.language or args.language in p.language]
+    if args.json:
+        sys.stdout.write(json.dumps([asdict(p) for p in presets], indent=2) + "\n")
+        return 0
+    rows = [("preset", "model", "language", "layers/hidden", "max_length", "extra")]
+    rows += [
+        (p.name, p.model, p.language, p.size, str(p.max_length), p.extra or "") for p in presets
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        sys.stdout.write("\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the full argument parser."""
+    from rerank_plugins.eval import _command as eval_command
+    from rerank_plugins.server import _command as serve_command
+
+    parser = argparse.ArgumentParser(
+        prog="rerank-plugins",
+        description="A local cross-encoder reranker: score, serve and evaluate.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_score_parser(subparsers)
+    _add_models_parser(subparsers)
+    for name, command in (("serve", serve_command), ("eval", eval_command)):
+        command.add_parser(subparsers)
+        subparsers.choices[name].set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    status: int = args.run(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

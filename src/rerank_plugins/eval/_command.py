@@ -1,0 +1,173 @@
+"""The ``rerank-plugins eval`` subcommand: argparse wiring only; the work happens in ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+# Both modules are standard-library only, so ``--help`` stays fast.
+from rerank_plugins._text import TOKENIZERS
+from rerank_plugins.eval.datasets import FORMATS
+
+__all__ = ["add_parser", "run"]
+
+
+_DESCRIPTION = """\
+Measure a cross-encoder on a retrieval data set: take each query's candidates (BM25
+top-k over the corpus, or the data set's own), rerank them, and report nDCG@10, MRR@10,
+MAP and Recall@k before and after reranking, with per-query rerank latency.
+"""
+
+_EPILOG = """\
+examples:
+  rerank-plugins eval --data JSQuAD/valid-v1.3.json --format squad \\
+      --model hotchpotch/japanese-reranker-cross-encoder-xsmall-v1 --limit 500
+  rerank-plugins eval --data scifact --format beir \\
+      --model cross-encoder/ms-marco-MiniLM-L6-v2 --json report.json --save-run runs/
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"must be a positive integer, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Register the ``eval`` subcommand (its handler is :func:`run`, set as ``func``)."""
+    parser = subparsers.add_parser(
+        "eval",
+        help="measure a reranker (nDCG, MRR, MAP, Recall) on a retrieval data set",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--data",
+        required=True,
+        metavar="PATH",
+        help="a file, directory or glob (for example 'JaQuAD/jaquad_dev_*.json')",
+    )
+    data.add_argument(
+        "--format",
+        required=True,
+        choices=FORMATS,
+        help="squad (SQuAD/JSQuAD/JaQuAD JSON), beir (a BEIR directory), jqara (candidates "
+        "with labels per query, JSONL/CSV) or dpr (question + ctxs JSONL, e.g. NQ-open)",
+    )
+    data.add_argument(
+        "--split", default="test", help="BEIR qrels split, qrels/SPLIT.tsv (default: test)"
+    )
+    data.add_argument(
+        "--limit", type=_positive_int, metavar="N", help="evaluate only the first N queries"
+    )
+    stage = parser.add_argument_group("first stage")
+    stage.add_argument(
+        "--first-stage",
+        choices=("bm25", "none"),
+        default="bm25",
+        help="bm25 over the whole corpus, or none: the data set's own candidates (default: bm25)",
+    )
+    stage.add_argument(
+        "--top-k",
+        type=_positive_int,
+        default=100,
+        metavar="K",
+        help="candidates per query to rerank (default: 100)",
+    )
+    stage.add_argument(
+        "--bm25-tokenizer",
+        choices=TOKENIZERS,
+        default="auto",
+        help="auto: fugashi for Japanese when installed, else character bigrams (default)",
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model", required=True, metavar="M", help="a Hugging Face model id or a local directory"
+    )
+    model.add_argument("--revision", help="hub branch, tag or commit")
+    model.add_argument(
+        "--local-files-only", action="store_true", help="never download; use the local cache"
+    )
+    model.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    model.add_argument("--dtype", help="auto (default), float32, float16 or bfloat16")
+    model.add_argument(
+        "--max-length", type=_positive_int, metavar="N", help="tokens per (query, passage) pair"
+    )
+    model.add_argument(
+        "--batch-size", type=_positive_int, metavar="N", help="pairs per forward pass"
+    )
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--json", metavar="OUT", help="write the report as JSON to OUT ('-' for stdout)"
+    )
+    output.add_argument(
+        "--save-run",
+        metavar="DIR",
+        help="write first_stage.run, reranked.run and qrels.txt (TREC format) into DIR",
+    )
+    output.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``eval`` with parsed ``args``; return the exit status (0 ok, 1 failed, 2 bad input)."""
+    from rerank_plugins.errors import RerankPluginsError
+    from rerank_plugins.eval.datasets import load_dataset
+    from rerank_plugins.eval.runner import evaluate
+
+    try:
+        dataset = load_dataset(args.data, args.format, split=args.split)
+    except (OSError, ValueError) as err:
+        sys.stderr.write(f"rerank-plugins eval: error: {err}\n")
+        return 2
+    sys.stderr.write(f"Loaded {dataset!r}.\n")
+
+    options = {
+        name: getattr(args, name)
+        for name in ("revision", "device", "dtype", "max_length", "batch_size")
+        if getattr(args, name) is not None
+    }
+    if args.local_files_only:
+        options["local_files_only"] = True
+    try:
+        from rerank_plugins import get_scorer
+
+        scorer = get_scorer(args.model, **options)
+        report = evaluate(
+            scorer,
+            dataset,
+            first_stage=args.first_stage,
+            top_k=args.top_k,
+            limit=args.limit,
+            progress=not args.no_progress,
+            bm25_tokenizer=args.bm25_tokenizer,
+        )
+    except (RerankPluginsError, ValueError) as err:
+        sys.stderr.write(f"rerank-plugins eval: error: {err}\n")
+        return 1
+
+    table_stream = sys.stderr if args.json == "-" else sys.stdout
+    table_stream.write(report.format_table() + "\n")
+    if args.json:
+        text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        if args.json == "-":
+            sys.stdout.write(text)
+        else:
+            target = Path(args.json)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+            sys.stderr.write(f"Wrote {target}.\n")
+    if args.save_run:
+        paths = report.save_runs(args.save_run)
+        sys.stderr.write("Wrote " + ", ".join(str(p) for p in paths.values()) + ".\n")
+    return 0

@@ -1,0 +1,154 @@
+"""LlamaIndex adapter: a ``BaseNodePostprocessor`` that reranks with the shared scorer.
+
+Use it as ``index.as_query_engine(node_postprocessors=[CrossEncoderRerank(...)])``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import llama_index.core.instrumentation as instrument
+from llama_index.core.bridge.pydantic import ConfigDict, Field, field_validator, model_validator
+from llama_index.core.callbacks import CBEventType, EventPayload
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+
+from rerank_plugins._adapter_support import resolve_scorer
+from rerank_plugins._results import RankResult, Scorer, check_selection
+
+__all__ = ["CrossEncoderRerank"]
+
+dispatcher = instrument.get_dispatcher(__name__)
+
+
+class CrossEncoderRerank(BaseNodePostprocessor):
+    """Rerank retrieved nodes with a cross-encoder and keep the best ``top_n``.
+
+    Returns new ``NodeWithScore`` objects, best first, whose ``score`` is the reranker's
+    score; the first-stage score is kept in ``metadata["retrieval_score"]``. The caller's
+    nodes are never changed. ``score_threshold`` drops nodes scoring below it, then
+    ``top_n`` keeps at most that many of the rest. Nodes are scored on
+    ``get_content(metadata_mode=...)`` (``MetadataMode.EMBED`` by default). With
+    ``long_passages="window"``, ``metadata["relevance_span"]`` holds the character span
+    of the best window within that scored text.
+
+    Example:
+        >>> reranker = CrossEncoderRerank(model="cross-encoder/ms-marco-MiniLM-L6-v2", top_n=3)
+        >>> engine = index.as_query_engine(similarity_top_k=20, node_postprocessors=[reranker])
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
+
+    model: str | None = Field(default=None, description="Hub id or local path of the model.")
+    top_n: int | None = Field(default=3, description="Nodes to keep; None keeps all, reordered.")
+    score_threshold: float | None = Field(default=None, description="Drop nodes scoring below.")
+    metadata_mode: MetadataMode = Field(
+        default=MetadataMode.EMBED, description="Which metadata the scored text includes."
+    )
+    scorer_options: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments of get_scorer (device, dtype, ...)."
+    )
+    scorer: Any = Field(default=None, exclude=True, description="A ready scorer instead of model.")
+
+    @field_validator("top_n")
+    @classmethod
+    def _check_top_n(cls, value: int | None) -> int | None:
+        check_selection(value, None)
+        return value
+
+    @model_validator(mode="after")
+    def _load_scorer(self) -> CrossEncoderRerank:
+        self.scorer = resolve_scorer(self.model, self.scorer, self.scorer_options)
+        if self.model is None:
+            self.model = self.scorer.model
+        return self
+
+    @classmethod
+    def class_name(cls) -> str:
+        """Name used by LlamaIndex serialisation."""
+        return "RerankPluginsCrossEncoderRerank"
+
+    def _postprocess_nodes(
+        self,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+    ) -> list[NodeWithScore]:
+        query, texts = self._inputs(nodes, query_bundle)
+        if not nodes:
+            return []
+        dispatcher.event(self._start_event(nodes, query_bundle))
+        with self.callback_manager.event(
+            CBEventType.RERANKING, payload=self._callback_payload(nodes, query)
+        ) as event:
+            results = self._scorer.rank(
+                query, texts, top_n=self.top_n, score_threshold=self.score_threshold
+            )
+            reranked = self._new_nodes(nodes, results)
+            event.on_end(payload={EventPayload.NODES: reranked})
+        dispatcher.event(ReRankEndEvent(nodes=reranked))
+        return reranked
+
+    async def _apostprocess_nodes(
+        self,
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+    ) -> list[NodeWithScore]:
+        query, texts = self._inputs(nodes, query_bundle)
+        if not nodes:
+            return []
+        dispatcher.event(self._start_event(nodes, query_bundle))
+        with self.callback_manager.event(
+            CBEventType.RERANKING, payload=self._callback_payload(nodes, query)
+        ) as event:
+            results = await self._scorer.arank(
+                query, texts, top_n=self.top_n, score_threshold=self.score_threshold
+            )
+            reranked = self._new_nodes(nodes, results)
+            event.on_end(payload={EventPayload.NODES: reranked})
+        dispatcher.event(ReRankEndEvent(nodes=reranked))
+        return reranked
+
+    @property
+    def _scorer(self) -> Scorer:
+        scorer: Scorer = self.scorer
+        return scorer
+
+    def _inputs(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None
+    ) -> tuple[str, list[str]]:
+        if query_bundle is None:
+            msg = "CrossEncoderRerank needs a query: pass query_bundle=... or query_str=..."
+            raise ValueError(msg)
+        texts = [node.node.get_content(metadata_mode=self.metadata_mode) for node in nodes]
+        return query_bundle.query_str, texts
+
+    def _start_event(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None
+    ) -> ReRankStartEvent:
+        return ReRankStartEvent(
+            query=query_bundle,
+            nodes=nodes,
+            top_n=self.top_n or len(nodes),
+            model_name=self.model or "",
+        )
+
+    def _callback_payload(self, nodes: list[NodeWithScore], query: str) -> dict[str, Any]:
+        return {
+            EventPayload.NODES: nodes,
+            EventPayload.MODEL_NAME: self.model,
+            EventPayload.QUERY_STR: query,
+            EventPayload.TOP_K: self.top_n,
+        }
+
+    @staticmethod
+    def _new_nodes(nodes: list[NodeWithScore], results: list[RankResult]) -> list[NodeWithScore]:
+        reranked = []
+        for result in results:
+            original = nodes[result.index]
+            metadata = {**original.node.metadata, "retrieval_score": original.score}
+            if result.span is not None:
+                metadata["relevance_span"] = result.span
+            node = original.node.model_copy(update={"metadata": metadata})
+            reranked.append(NodeWithScore(node=node, score=result.score))
+        return reranked

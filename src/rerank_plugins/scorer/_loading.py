@@ -1,0 +1,259 @@
+"""Resolve device and dtype; load a cross-encoder's tokenizer and model from a hub id or path."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from rerank_plugins.errors import MissingDependencyError, ModelLoadError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+Activation = Literal["sigmoid", "none"]
+
+_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
+_TORCH_ACTIVATIONS: dict[str, Activation] = {
+    "torch.nn.modules.activation.Sigmoid": "sigmoid",
+    "torch.nn.modules.linear.Identity": "none",
+}
+# Tokenizer dependencies that the Japanese models need; each maps to the extra that installs it.
+_TOKENIZER_DEPENDENCIES = (
+    "fugashi",
+    "unidic_lite",
+    "unidic",
+    "ipadic",
+    "sentencepiece",
+    "protobuf",
+)
+
+
+def resolve_device(device: str | None) -> str:
+    """Turn ``"auto"`` into ``cuda`` > ``mps`` > ``cpu``; check that an explicit device exists."""
+    import torch
+
+    requested = (device or "auto").lower()
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    kind = requested.split(":", 1)[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        msg = (
+            f"device={device!r} was requested but CUDA is not available. "
+            "Use device='auto' or 'cpu'."
+        )
+        raise ValueError(msg)
+    if kind == "mps" and not torch.backends.mps.is_available():
+        msg = (
+            f"device={device!r} was requested but MPS is not available. Use device='auto' or 'cpu'."
+        )
+        raise ValueError(msg)
+    if kind not in {"cpu", "cuda", "mps"}:
+        msg = f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}."
+        raise ValueError(msg)
+    return requested
+
+
+def resolve_dtype(dtype: str | None, device: str) -> str:
+    """Turn ``"auto"`` into bf16/fp16 on GPUs and fp32 on CPU; normalise aliases."""
+    requested = (dtype or "auto").lower().removeprefix("torch.")
+    if requested == "auto":
+        if device.startswith("cuda"):
+            import torch
+
+            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        return "float16" if device == "mps" else "float32"
+    if requested not in _DTYPES:
+        msg = f"dtype must be 'auto', 'float32', 'float16' or 'bfloat16', got {dtype!r}."
+        raise ValueError(msg)
+    return _DTYPES[requested]
+
+
+def resolve_activation(requested: str | None, config: Any) -> Activation:
+    """Pick the activation: explicit argument > the saved sentence-transformers config > sigmoid."""
+    choice = (requested or "auto").lower()
+    if choice in ("sigmoid", "none"):
+        return choice  # type: ignore[return-value]
+    if choice != "auto":
+        msg = f"activation must be 'auto', 'sigmoid' or 'none', got {requested!r}."
+        raise ValueError(msg)
+    if config.num_labels == 2:
+        # A 2-logit head scores with the probability of the relevant class (label 1).
+        return "sigmoid"
+    saved = (getattr(config, "sentence_transformers", None) or {}).get("activation_fn") or getattr(
+        config, "sbert_ce_default_activation_function", None
+    )
+    if saved is None:
+        return "sigmoid"
+    if saved in _TORCH_ACTIVATIONS:
+        return _TORCH_ACTIVATIONS[saved]
+    logger.warning(
+        "The model config names activation %r, which rerank-plugins does not run; using sigmoid. "
+        "Pass activation='sigmoid' or 'none' to choose explicitly.",
+        saved,
+    )
+    return "sigmoid"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """A tokenizer and model ready for inference, with the settings they were resolved to."""
+
+    tokenizer: PreTrainedTokenizerBase
+    model: PreTrainedModel
+    device: torch.device
+    dtype: torch.dtype
+    max_length: int
+    activation: Activation
+    num_labels: int
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith((".", "/", "~")) or os.sep in model.strip("/").replace("/", "", 1)
+
+
+def _load_error(model: str, err: BaseException, *, local_files_only: bool) -> ModelLoadError:
+    if _looks_like_path(model) and not Path(model).expanduser().exists():
+        msg = f"Could not load model {model!r}: no such directory. Pass the path of a saved model."
+    elif Path(model).expanduser().is_dir():
+        msg = (
+            f"Could not load model from the directory {model!r}: {err}. It must hold a saved "
+            "sequence-classification model (config.json, weights) and its tokenizer files."
+        )
+    elif local_files_only:
+        msg = (
+            f"Could not load model {model!r} from the local Hugging Face cache "
+            f"(local_files_only=True): {err}. Download it first on a machine with network access, "
+            "or pass the path of a local copy."
+        )
+    else:
+        msg = (
+            f"Could not fetch model {model!r} from the Hugging Face hub: {err}. Check the id's "
+            "spelling, network access, and that you are logged in for private repos. Offline, pass "
+            "the path of a local copy, or set local_files_only=True to use the local cache."
+        )
+    return ModelLoadError(msg)
+
+
+def _missing_tokenizer_dependency(err: ImportError) -> str | None:
+    text = f"{err} {getattr(err, 'name', '') or ''}".lower()
+    return next((dep for dep in _TOKENIZER_DEPENDENCIES if dep in text), None)
+
+
+def load_cross_encoder(
+    model: str,
+    *,
+    revision: str | None,
+    device: str,
+    dtype: str,
+    max_length: int | None,
+    activation: str | None,
+    local_files_only: bool,
+    trust_remote_code: bool,
+    token: str | bool | None = None,
+) -> LoadedModel:
+    """Load a sequence-classification cross-encoder; raise ``ModelLoadError`` if it is not one."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    source = str(Path(model).expanduser()) if Path(model).expanduser().exists() else model
+    common: dict[str, Any] = {
+        "revision": revision,
+        "local_files_only": local_files_only,
+        "trust_remote_code": trust_remote_code,
+        "token": token,
+    }
+    try:
+        config = AutoConfig.from_pretrained(source, **common)
+        tokenizer = AutoTokenizer.from_pretrained(source, **common)
+    except ImportError as err:
+        dependency = _missing_tokenizer_dependency(err)
+        if dependency is None:
+            raise
+        msg = (
+            f"The tokenizer of {model!r} needs {dependency!r}, which is not installed. "
+            'Install it with: pip install "rerank-plugins[ja]"'
+        )
+        raise MissingDependencyError(msg, name=dependency) from err
+    except (OSError, ValueError) as err:
+        raise _load_error(model, err, local_files_only=local_files_only) from err
+
+    architectures = getattr(config, "architectures", None) or []
+    if architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
+        msg = (
+            f"{model!r} is not a cross-encoder: its architecture is {architectures[0]!r}, not a "
+            "*ForSequenceClassification model. Use a reranker such as "
+            "'cross-encoder/ms-marco-MiniLM-L6-v2', or fine-tune a classification head first."
+        )
+        raise ModelLoadError(msg)
+    if config.num_labels not in (1, 2):
+        msg = (
+            f"{model!r} has a classification head with {config.num_labels} labels; a cross-encoder "
+            "reranker has 1 (a relevance logit) or 2 (irrelevant/relevant)."
+        )
+        raise ModelLoadError(msg)
+
+    try:
+        loaded, info = AutoModelForSequenceClassification.from_pretrained(
+            source, config=config, output_loading_info=True, **common
+        )
+    except (OSError, ValueError) as err:
+        raise _load_error(model, err, local_files_only=local_files_only) from err
+    head_missing = [k for k in info.get("missing_keys", ()) if "classifier" in k or "score" in k]
+    if head_missing:
+        msg = (
+            f"{model!r} is not a cross-encoder: its checkpoint has no trained classification head "
+            f"(missing {sorted(head_missing)[:3]}), so its scores would be random. Use a reranker "
+            "checkpoint such as 'cross-encoder/ms-marco-MiniLM-L6-v2'."
+        )
+        raise ModelLoadError(msg)
+
+    torch_device = torch.device(device)
+    torch_dtype = getattr(torch, dtype)
+    loaded = loaded.to(device=torch_device, dtype=torch_dtype).eval()
+    return LoadedModel(
+        tokenizer=tokenizer,
+        model=loaded,
+        device=torch_device,
+        dtype=torch_dtype,
+        max_length=_resolve_max_length(max_length, tokenizer, config),
+        activation=resolve_activation(activation, config),
+        num_labels=config.num_labels,
+    )
+
+
+def _resolve_max_length(requested: int | None, tokenizer: Any, config: Any) -> int:
+    """Explicit value > tokenizer's ``model_max_length`` > positions; never past positions."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is not None and getattr(config, "model_type", "") in {"xlm-roberta", "roberta"}:
+        positions -= (config.pad_token_id or 0) + 1
+    limit = positions or 512
+    if requested is not None:
+        if not isinstance(requested, int) or isinstance(requested, bool) or requested < 8:
+            msg = f"max_length must be an int >= 8, got {requested!r}."
+            raise ValueError(msg)
+        if requested > limit:
+            msg = f"max_length={requested} exceeds the model's {limit} position embeddings."
+            raise ValueError(msg)
+        return requested
+    from_tokenizer = getattr(tokenizer, "model_max_length", None)
+    if isinstance(from_tokenizer, int) and 0 < from_tokenizer < 100_000:
+        return min(from_tokenizer, limit)
+    return limit

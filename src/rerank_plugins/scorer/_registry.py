@@ -1,0 +1,65 @@
+"""``get_scorer``: one shared scorer per model and options per process."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from rerank_plugins.presets import resolve_preset
+from rerank_plugins.scorer._loading import resolve_device, resolve_dtype
+from rerank_plugins.scorer.cross_encoder import CrossEncoderScorer
+
+_instances: dict[tuple[Any, ...], CrossEncoderScorer] = {}
+_key_locks: dict[tuple[Any, ...], threading.Lock] = {}
+_lock = threading.Lock()
+
+
+def get_scorer(model: str, **options: Any) -> CrossEncoderScorer:
+    """Return the process-wide scorer for ``model`` and ``options``, loading it on first use.
+
+    Every caller that asks for the same model, revision, device, dtype and other options
+    (LangChain and LlamaIndex adapters, threads, server requests) gets the same instance;
+    concurrent first calls load the model exactly once. ``model`` is a hub id, a local
+    path or a preset name (see ``rerank-plugins models``); ``options`` are the keyword
+    arguments of :class:`CrossEncoderScorer` and override a preset's.
+    """
+    model, options = resolve_preset(model, options)
+    key = _cache_key(model, options)
+    with _lock:
+        scorer = _instances.get(key)
+        if scorer is not None:
+            return scorer
+        key_lock = _key_locks.setdefault(key, threading.Lock())
+    with key_lock:
+        with _lock:
+            scorer = _instances.get(key)
+        if scorer is None:
+            scorer = CrossEncoderScorer(model, **options)
+            with _lock:
+                _instances[key] = scorer
+    return scorer
+
+
+def clear_scorers() -> None:
+    """Forget (and stop) every shared scorer, e.g. to free memory or in tests."""
+    with _lock:
+        scorers = list(_instances.values())
+        _instances.clear()
+        _key_locks.clear()
+    for scorer in scorers:
+        scorer.close()
+
+
+def _cache_key(model: str, options: dict[str, Any]) -> tuple[Any, ...]:
+    """Normalise what does not change the loaded model: "auto" device/dtype, relative paths."""
+    if not isinstance(model, str) or not model.strip():
+        msg = f"model must be a hub id or a local path, got {model!r}."
+        raise ValueError(msg)
+    path = Path(model).expanduser()
+    identity = str(path.resolve()) if path.exists() else model
+    normalised = dict(options)
+    device = resolve_device(normalised.pop("device", "auto"))
+    dtype = resolve_dtype(normalised.pop("dtype", "auto"), device)
+    rest = tuple(sorted((name, repr(value)) for name, value in normalised.items()))
+    return identity, device, dtype, rest

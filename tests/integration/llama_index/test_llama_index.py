@@ -1,0 +1,146 @@
+"""The LlamaIndex adapter inside real LlamaIndex objects."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from llama_index.core import Settings, VectorStoreIndex
+from llama_index.core.callbacks import CallbackManager, CBEventType
+from llama_index.core.callbacks.base_handler import BaseCallbackHandler
+from llama_index.core.embeddings import MockEmbedding
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.llms import MockLLM
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
+
+from rerank_plugins import get_scorer
+from rerank_plugins.langchain import CrossEncoderRerank as LangChainRerank
+from rerank_plugins.llama_index import CrossEncoderRerank
+from tests._tiny_models import RANKING_CASES
+
+pytestmark = pytest.mark.integration
+
+QUERY, TEXTS, RELEVANT = RANKING_CASES[0]
+
+
+def make_nodes() -> list[NodeWithScore]:
+    return [
+        NodeWithScore(node=TextNode(text=t, id_=f"n{i}", metadata={"source": f"doc{i}"}), score=i)
+        for i, t in enumerate(TEXTS)
+    ]
+
+
+class EventCollector(BaseEventHandler):
+    events: list[str] = []
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "EventCollector"
+
+    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
+        self.events.append(event.class_name())
+
+
+class CallbackCollector(BaseCallbackHandler):
+    def __init__(self) -> None:
+        super().__init__([], [])
+        self.ends: list[tuple[CBEventType, Any]] = []
+
+    def on_event_start(self, event_type: CBEventType, payload: Any = None, **kw: Any) -> str:
+        return kw.get("event_id", "")
+
+    def on_event_end(self, event_type: CBEventType, payload: Any = None, **kw: Any) -> None:
+        self.ends.append((event_type, payload))
+
+    def start_trace(self, trace_id: str | None = None) -> None:
+        pass
+
+    def end_trace(self, trace_id: str | None = None, trace_map: Any = None) -> None:
+        pass
+
+
+def test_postprocess_returns_new_nodes_best_first(tiny_bert: Path) -> None:
+    nodes = make_nodes()
+    before = copy.deepcopy(nodes)
+    reranker = CrossEncoderRerank(model=str(tiny_bert), top_n=None, metadata_mode=MetadataMode.NONE)
+    result = reranker.postprocess_nodes(nodes, query_str=QUERY)
+    expected = get_scorer(str(tiny_bert)).rank(QUERY, TEXTS)
+    assert [n.node.get_content() for n in result] == [r.text for r in expected]
+    assert [n.score for n in result] == [r.score for r in expected]
+    assert [n.node.metadata["retrieval_score"] for n in result] == [r.index for r in expected]
+    assert result[0].node.node_id == f"n{RELEVANT}"
+    assert [n.model_dump() for n in nodes] == [n.model_dump() for n in before]
+
+
+def test_scores_embed_metadata_by_default(tiny_bert: Path) -> None:
+    nodes = make_nodes()
+    result = CrossEncoderRerank(model=str(tiny_bert), top_n=None).postprocess_nodes(
+        nodes, query_str=QUERY
+    )
+    texts = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+    expected = get_scorer(str(tiny_bert)).score(QUERY, texts)
+    assert sorted(n.score for n in result) == sorted(expected)  # type: ignore[type-var]
+
+
+def test_same_scores_as_langchain(tiny_bert: Path) -> None:
+    from langchain_core.documents import Document
+
+    ours = CrossEncoderRerank(model=str(tiny_bert), top_n=None, metadata_mode=MetadataMode.NONE)
+    lc = LangChainRerank(model=str(tiny_bert), top_n=None)
+    nodes = ours.postprocess_nodes(make_nodes(), query_str=QUERY)
+    docs = lc.compress_documents([Document(page_content=t) for t in TEXTS], QUERY)
+    assert [n.score for n in nodes] == [d.metadata["relevance_score"] for d in docs]
+    assert ours.scorer is lc.scorer
+
+
+def test_async_equals_sync(tiny_bert: Path) -> None:
+    reranker = CrossEncoderRerank(model=str(tiny_bert), top_n=2)
+    sync = reranker.postprocess_nodes(make_nodes(), query_str=QUERY)
+    asynchronous = asyncio.run(reranker.apostprocess_nodes(make_nodes(), query_str=QUERY))
+    assert [(n.node.node_id, n.score) for n in sync] == [
+        (n.node.node_id, n.score) for n in asynchronous
+    ]
+
+
+def test_events_and_callbacks_are_emitted(tiny_bert: Path) -> None:
+    collector = EventCollector()
+    collector.events = []
+    dispatcher = get_dispatcher("root")
+    dispatcher.add_event_handler(collector)
+    callbacks = CallbackCollector()
+    try:
+        reranker = CrossEncoderRerank(
+            model=str(tiny_bert), top_n=2, callback_manager=CallbackManager([callbacks])
+        )
+        result = reranker.postprocess_nodes(make_nodes(), query_str=QUERY)
+    finally:
+        dispatcher.event_handlers.remove(collector)
+    assert "ReRankStartEvent" in collector.events
+    assert "ReRankEndEvent" in collector.events
+    assert collector.events.index("ReRankStartEvent") < collector.events.index("ReRankEndEvent")
+    reranking = [payload for kind, payload in callbacks.ends if kind == CBEventType.RERANKING]
+    assert len(reranking) == 1
+    assert [n.node.node_id for n in reranking[0]["nodes"]] == [n.node.node_id for n in result]
+
+
+def test_missing_query_and_empty_nodes(tiny_bert: Path) -> None:
+    reranker = CrossEncoderRerank(model=str(tiny_bert))
+    with pytest.raises(ValueError, match="needs a query"):
+        reranker.postprocess_nodes(make_nodes())
+    assert reranker.postprocess_nodes([], query_bundle=QueryBundle(QUERY)) == []
+
+
+def test_query_engine_with_reranker(tiny_bert: Path) -> None:
+    Settings.llm = MockLLM()
+    Settings.embed_model = MockEmbedding(embed_dim=8)
+    index = VectorStoreIndex([TextNode(text=t, id_=f"n{i}") for i, t in enumerate(TEXTS)])
+    reranker = CrossEncoderRerank(model=str(tiny_bert), top_n=1)
+    engine = index.as_query_engine(similarity_top_k=len(TEXTS), node_postprocessors=[reranker])
+    response = engine.query(QUERY)
+    assert [n.node.node_id for n in response.source_nodes] == [f"n{RELEVANT}"]
+    assert response.source_nodes[0].node.metadata["retrieval_score"] is not None
