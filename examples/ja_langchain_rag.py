@@ -9,8 +9,9 @@ The pipeline, over the small Japanese corpus in ``examples/data/ja_corpus/``:
    rerank-plugins' own BM25 index, which splits Japanese with MeCab (``fugashi`` +
    ``unidic-lite``, installed by ``pip install "rerank-plugins[ja]"``) and falls back to
    character bigrams without them. (LangChain's ``BM25Retriever`` from
-   ``langchain-community`` works too if you pass ``preprocess_func=bm25_tokenize``; the
-   default whitespace split turns a Japanese sentence into one long "word".)
+   ``langchain-community`` works too if you pass a Japanese ``preprocess_func`` such as
+   a MeCab word splitter; its default whitespace split makes a Japanese sentence one
+   long "word".)
 3. Rerank the candidates with ``CrossEncoderRerank`` (a Japanese cross-encoder).
 4. Keep the best chunks that fit a context budget in characters, and build the prompt.
 5. Answer with an LLM: a mock by default (``FakeListLLM``), or any chat model LangChain's

@@ -10,8 +10,9 @@ The pipeline, over the small Japanese corpus in ``examples/data/ja_corpus/``:
    own BM25 index, which splits Japanese with MeCab (``fugashi`` + ``unidic-lite``, from
    ``pip install "rerank-plugins[ja]"``) and falls back to character bigrams without them.
    We do not use ``BM25Retriever`` from ``llama-index-retrievers-bm25``: it silently
-   ignores its ``tokenizer`` argument and splits on whitespace and English stemming, so
-   a Japanese sentence becomes one "word" and BM25 finds almost nothing.
+   ignores its ``tokenizer`` argument (deprecated there) and uses bm25s' English-oriented
+   tokenizer (runs of word characters, an English stemmer), so a Japanese sentence becomes
+   one "word" and BM25 finds almost nothing.
 3. ``CrossEncoderRerank`` reranks the candidates (a ``node_postprocessor``).
 4. ``ContextBudget`` keeps the best chunks that fit a budget in characters.
 5. A ``RetrieverQueryEngine`` builds the prompt and calls the LLM: ``MockLLM`` by default

@@ -2,14 +2,17 @@
 
 Nothing here touches the Hugging Face Hub. Each builder writes a vocabulary (WordPiece for
 BERT, a sentencepiece unigram model trained on the spot for XLM-R), creates a model with a
-hidden size of 32 and 2 layers, trains it for a few hundred steps on (query, passage) pairs
-drawn from the small English and Japanese corpus below, and saves it with
-``save_pretrained``. The saved directory loads with ``AutoTokenizer`` +
-``AutoModelForSequenceClassification`` and with ``sentence_transformers.CrossEncoder``.
+hidden size of 32 and 2 layers, trains it for 200 steps on (query, passage) groups drawn
+from the small English and Japanese corpus below, and saves it with ``save_pretrained``. The
+saved directory loads with ``AutoTokenizer`` + ``AutoModelForSequenceClassification`` and with
+``sentence_transformers.CrossEncoder``.
 
-Training is deterministic for a given ``seed`` and the global torch RNG and thread count are
-restored afterwards. A built model is checked against :data:`RANKING_CASES` before it is
-returned, so a fixture never hands out a model whose rankings are noise.
+The one-logit model of each kind is trained once per process and seed; a head with several
+labels starts from it and gets a short cross-entropy run of its own. Training is
+deterministic for a given ``seed`` (the same weights in any process), and the global torch
+RNG and thread count are restored afterwards. Every built model is checked against
+:data:`RANKING_CASES` before it is returned, so a fixture never hands out a model whose
+rankings are noise.
 
 Run as a script to build one model (the examples are smoke-tested with it)::
 
@@ -23,6 +26,7 @@ import contextlib
 import copy
 import os
 import random
+import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -254,10 +258,10 @@ _HIDDEN_SIZE = 32
 _NUM_LAYERS = 2
 _NUM_HEADS = 2
 _INTERMEDIATE_SIZE = 64
-_INITIALIZER_RANGE = 0.1  # 0.02 (the BERT default) learns far slower at this size
+_INITIALIZER_RANGE = 0.2  # 0.02 (the BERT default) learns far slower at this size
 _MODEL_MAX_LENGTH = 512
-_TRAIN_STEPS = 300
-_TRAIN_LEARNING_RATE = 1e-2
+_TRAIN_STEPS = 200
+_TRAIN_LEARNING_RATE = 5e-3
 _HEAD_STEPS = 40
 _HEAD_LEARNING_RATE = 2e-3
 _QUERIES_PER_STEP = 16
@@ -286,7 +290,8 @@ _BODIES: dict[tuple[str, int], _Body] = {}
 def _isolated_torch(seed: int) -> Iterator[None]:
     """Seed torch and use one thread for a build, restoring the RNG and thread count after.
 
-    One thread is faster than two for matrices this small, and leaves the other core free.
+    Two threads were no faster for matrices this small on a 2-core machine (and far slower
+    when the other core was busy), and one thread keeps results independent of the host.
     """
     import torch
 
@@ -440,8 +445,13 @@ def _xlmr_tokenizer(workdir: Path) -> PreTrainedTokenizerBase:
     import sentencepiece as spm
     from transformers import XLMRobertaTokenizerFast
 
+    # The corpus alone is too small for unigram training to keep whole English words ("cat"
+    # comes out as "▁c" + "at"), so each word and Japanese topic name is added on its own line.
+    texts = _corpus_texts()
+    words = sorted({word for text in texts for word in re.findall(r"[A-Za-z]+", text)})
+    keywords = [topic.name for topic in TOPICS if topic.language == "ja"]
     corpus = workdir / "corpus.txt"
-    corpus.write_text("\n".join(_corpus_texts()) + "\n", encoding="utf-8")
+    corpus.write_text("\n".join([*texts, *(words + keywords) * 3]) + "\n", encoding="utf-8")
     spm.SentencePieceTrainer.train(
         input=str(corpus),
         model_prefix=str(workdir / "spm"),
@@ -508,6 +518,21 @@ def _model_class(kind: str) -> type[PreTrainedModel]:
     return XLMRobertaForSequenceClassification
 
 
+def _zero_position_embeddings(model: PreTrainedModel) -> None:
+    """Start position and segment embeddings at zero, so the model starts as a bag of words.
+
+    Random position embeddings are as large as the token embeddings at this size and bury
+    the shared-topic signal. Measured on BERT: from random, 300 steps left 1 or 2 ranking
+    cases wrong for 3 of 4 seeds; from zero, 200 steps got all of them right for 8 of 8.
+    """
+    import torch
+
+    embeddings = model.base_model.embeddings
+    with torch.no_grad():
+        embeddings.position_embeddings.weight.zero_()
+        embeddings.token_type_embeddings.weight.zero_()
+
+
 def _trained_body(kind: Literal["bert", "xlmr"], seed: int) -> _Body:
     """Train (once per process) the one-logit model of ``kind`` for ``seed``."""
     key = (kind, seed)
@@ -523,6 +548,7 @@ def _trained_body(kind: Literal["bert", "xlmr"], seed: int) -> _Body:
                 config = _xlmr_config(tokenizer, num_labels=1)
                 vocab_file = workdir / "sentencepiece.bpe.model"
             model = _model_class(kind)(config)
+            _zero_position_embeddings(model)
             _train(
                 model, tokenizer, steps=_TRAIN_STEPS, learning_rate=_TRAIN_LEARNING_RATE, seed=seed
             )

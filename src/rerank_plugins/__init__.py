@@ -19,6 +19,7 @@ from rerank_plugins.errors import (
 )
 
 if TYPE_CHECKING:
+    from rerank_plugins.client import RemoteScorer
     from rerank_plugins.scorer import CrossEncoderScorer, clear_scorers, get_scorer
 
 __all__ = [

@@ -86,8 +86,12 @@ def resolve_dtype(dtype: str | None, device: str) -> str:
     return _DTYPES[requested]
 
 
-def resolve_activation(requested: str | None, config: Any) -> Activation:
-    """Pick the activation: explicit argument > the saved sentence-transformers config > sigmoid."""
+def resolve_activation(requested: str | None, config: Any, saved: str | None = None) -> Activation:
+    """Pick the activation: explicit argument > the saved sentence-transformers choice > sigmoid.
+
+    ``saved`` is the ``activation_fn`` of ``config_sentence_transformers.json``
+    (sentence-transformers >= 5); older versions kept it in ``config.json``.
+    """
     choice = (requested or "auto").lower()
     if choice in ("sigmoid", "none"):
         return choice  # type: ignore[return-value]
@@ -97,8 +101,10 @@ def resolve_activation(requested: str | None, config: Any) -> Activation:
     if config.num_labels == 2:
         # A 2-logit head scores with the probability of the relevant class (label 1).
         return "sigmoid"
-    saved = (getattr(config, "sentence_transformers", None) or {}).get("activation_fn") or getattr(
-        config, "sbert_ce_default_activation_function", None
+    saved = (
+        saved
+        or (getattr(config, "sentence_transformers", None) or {}).get("activation_fn")
+        or getattr(config, "sbert_ce_default_activation_function", None)
     )
     if saved is None:
         return "sigmoid"
@@ -168,18 +174,68 @@ def load_cross_encoder(
     local_files_only: bool,
     trust_remote_code: bool,
     token: str | bool | None = None,
+    attn_implementation: str | None = None,
 ) -> LoadedModel:
-    """Load a sequence-classification cross-encoder; raise ``ModelLoadError`` if it is not one."""
+    """Load a sequence-classification cross-encoder; raise ``ModelLoadError`` if it is not one.
+
+    ``attn_implementation`` is passed to ``from_pretrained`` (``None``: transformers' choice,
+    ``sdpa`` where supported; the ONNX exporter needs ``"eager"``).
+    """
     import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    source, config, tokenizer = load_config_and_tokenizer(
+        model,
+        revision=revision,
+        local_files_only=local_files_only,
+        trust_remote_code=trust_remote_code,
+        token=token,
+    )
+    loaded = load_weights(
+        model,
+        source,
+        config,
+        revision=revision,
+        local_files_only=local_files_only,
+        trust_remote_code=trust_remote_code,
+        token=token,
+        attn_implementation=attn_implementation,
+    )
+    torch_device = torch.device(device)
+    torch_dtype = getattr(torch, dtype)
+    loaded = loaded.to(device=torch_device, dtype=torch_dtype).eval()
+    return LoadedModel(
+        tokenizer=tokenizer,
+        model=loaded,
+        device=torch_device,
+        dtype=torch_dtype,
+        max_length=_resolve_max_length(max_length, tokenizer, config),
+        activation=resolve_activation(
+            activation,
+            config,
+            saved_activation(
+                source, revision=revision, local_files_only=local_files_only, token=token
+            ),
+        ),
+        num_labels=config.num_labels,
+    )
+
+
+def load_config_and_tokenizer(
+    model: str,
+    *,
+    revision: str | None,
+    local_files_only: bool,
+    trust_remote_code: bool,
+    token: str | bool | None,
+) -> tuple[str, Any, PreTrainedTokenizerBase]:
+    """Return (source, config, tokenizer); raise ``ModelLoadError`` if it is not a cross-encoder.
+
+    ``source`` is the expanded local path when ``model`` is one, else the hub id.
+    """
+    from transformers import AutoConfig, AutoTokenizer
 
     source = str(Path(model).expanduser()) if Path(model).expanduser().exists() else model
-    common: dict[str, Any] = {
-        "revision": revision,
-        "local_files_only": local_files_only,
-        "trust_remote_code": trust_remote_code,
-        "token": token,
-    }
+    common = _common_kwargs(revision, local_files_only, trust_remote_code, token)
     try:
         config = AutoConfig.from_pretrained(source, **common)
         tokenizer = AutoTokenizer.from_pretrained(source, **common)
@@ -209,7 +265,26 @@ def load_cross_encoder(
             "reranker has 1 (a relevance logit) or 2 (irrelevant/relevant)."
         )
         raise ModelLoadError(msg)
+    return source, config, tokenizer
 
+
+def load_weights(
+    model: str,
+    source: str,
+    config: Any,
+    *,
+    revision: str | None,
+    local_files_only: bool,
+    trust_remote_code: bool,
+    token: str | bool | None,
+    attn_implementation: str | None = None,
+) -> PreTrainedModel:
+    """Load the model's weights on CPU in their saved dtype; reject a missing classifier head."""
+    from transformers import AutoModelForSequenceClassification
+
+    common = _common_kwargs(revision, local_files_only, trust_remote_code, token)
+    if attn_implementation is not None:
+        common["attn_implementation"] = attn_implementation
     try:
         loaded, info = AutoModelForSequenceClassification.from_pretrained(
             source, config=config, output_loading_info=True, **common
@@ -224,19 +299,51 @@ def load_cross_encoder(
             "checkpoint such as 'cross-encoder/ms-marco-MiniLM-L6-v2'."
         )
         raise ModelLoadError(msg)
+    model_out: PreTrainedModel = loaded
+    return model_out
 
-    torch_device = torch.device(device)
-    torch_dtype = getattr(torch, dtype)
-    loaded = loaded.to(device=torch_device, dtype=torch_dtype).eval()
-    return LoadedModel(
-        tokenizer=tokenizer,
-        model=loaded,
-        device=torch_device,
-        dtype=torch_dtype,
-        max_length=_resolve_max_length(max_length, tokenizer, config),
-        activation=resolve_activation(activation, config),
-        num_labels=config.num_labels,
-    )
+
+def _common_kwargs(
+    revision: str | None, local_files_only: bool, trust_remote_code: bool, token: str | bool | None
+) -> dict[str, Any]:
+    return {
+        "revision": revision,
+        "local_files_only": local_files_only,
+        "trust_remote_code": trust_remote_code,
+        "token": token,
+    }
+
+
+def resolve_max_length(requested: int | None, tokenizer: Any, config: Any) -> int:
+    """Public alias of :func:`_resolve_max_length` for the other backends."""
+    return _resolve_max_length(requested, tokenizer, config)
+
+
+def saved_activation(
+    source: str, *, revision: str | None, local_files_only: bool, token: str | bool | None
+) -> str | None:
+    """The activation sentence-transformers saved beside the model, if it saved one."""
+    import json
+
+    from transformers.utils import cached_file
+
+    try:
+        path = cached_file(
+            source,
+            "config_sentence_transformers.json",
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+            revision=revision,
+            local_files_only=local_files_only,
+            token=token,
+        )
+    except OSError:
+        return None
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as file:
+        value = json.load(file).get("activation_fn")
+    return value if isinstance(value, str) else None
 
 
 def _resolve_max_length(requested: int | None, tokenizer: Any, config: Any) -> int:

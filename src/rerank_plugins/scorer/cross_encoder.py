@@ -64,6 +64,13 @@ class CrossEncoderScorer:
         window_stride: Tokens between window starts; defaults to half a window.
         max_wait_ms: How long the worker waits for concurrent calls to join a batch.
         max_queue: Most waiting calls before new ones get ``OverloadedError``.
+        backend: ``"torch"`` (default) or ``"onnx"``: ONNX Runtime with fused attention,
+            exported on first use and cached under ``$RERANK_PLUGINS_CACHE_DIR`` (default
+            ``~/.cache/rerank-plugins``); needs ``pip install "rerank-plugins[onnx]"``. It
+            runs in fp32 (``dtype`` ``"auto"`` or ``"float32"``) and gives the same scores.
+        onnx_quantize: With ``backend="onnx"``, run a dynamic int8 quantization of the
+            model: faster on CPU, but scores move and rankings can change. Measure it on
+            your data before relying on it (``benchmarks/throughput.py`` reports agreement).
     """
 
     def __init__(
@@ -85,6 +92,8 @@ class CrossEncoderScorer:
         window_stride: int | None = None,
         max_wait_ms: float = 2.0,
         max_queue: int = 10_000,
+        backend: str = "torch",
+        onnx_quantize: bool = False,
     ) -> None:
         if not isinstance(model, str) or not model.strip():
             msg = f"model must be a hub id or a local path, got {model!r}."
@@ -99,7 +108,24 @@ class CrossEncoderScorer:
         self.window_stride = (
             None if window_stride is None else _positive_int("window_stride", window_stride, 0)
         )
+        if backend not in ("torch", "onnx"):
+            msg = f"backend must be 'torch' or 'onnx', got {backend!r}."
+            raise ValueError(msg)
+        if not isinstance(onnx_quantize, bool):
+            msg = f"onnx_quantize must be True or False, got {onnx_quantize!r}."
+            raise TypeError(msg)
+        if onnx_quantize and backend != "onnx":
+            msg = "onnx_quantize=True needs backend='onnx'; the torch backend does not quantize."
+            raise ValueError(msg)
         resolved_device = resolve_device(device)
+        resolved_dtype = resolve_dtype(dtype, resolved_device)
+        explicit_dtype = (dtype or "auto").lower() != "auto"
+        if backend == "onnx" and explicit_dtype and resolved_dtype != "float32":
+            msg = (
+                f"backend='onnx' runs in float32 (or int8 with onnx_quantize=True), got "
+                f"dtype={dtype!r}. Use dtype='auto', or backend='torch' for {dtype!r}."
+            )
+            raise ValueError(msg)
         on_gpu = resolved_device.startswith("cuda")
         self.batch_size = _positive_int(
             "batch_size", batch_size, _GPU_BATCH_SIZE if on_gpu else _CPU_BATCH_SIZE
@@ -107,18 +133,34 @@ class CrossEncoderScorer:
         self.max_batch_tokens = _positive_int(
             "max_batch_tokens", max_batch_tokens, _GPU_BATCH_TOKENS if on_gpu else _CPU_BATCH_TOKENS
         )
-        loaded = load_cross_encoder(
-            model,
-            revision=revision,
-            device=resolved_device,
-            dtype=resolve_dtype(dtype, resolved_device),
-            max_length=max_length,
-            activation=activation,
-            local_files_only=local_files_only,
-            trust_remote_code=trust_remote_code,
-            token=token,
-        )
+        if backend == "onnx":
+            from rerank_plugins.scorer._onnx import load_onnx_cross_encoder
+
+            loaded = load_onnx_cross_encoder(
+                model,
+                revision=revision,
+                device=resolved_device,
+                quantize=onnx_quantize,
+                max_length=max_length,
+                activation=activation,
+                local_files_only=local_files_only,
+                trust_remote_code=trust_remote_code,
+                token=token,
+            )
+        else:
+            loaded = load_cross_encoder(
+                model,
+                revision=revision,
+                device=resolved_device,
+                dtype=resolved_dtype,
+                max_length=max_length,
+                activation=activation,
+                local_files_only=local_files_only,
+                trust_remote_code=trust_remote_code,
+                token=token,
+            )
         self.model = model
+        self.backend = backend
         self.revision = revision
         self.device = str(loaded.device)
         self.dtype = str(loaded.dtype).removeprefix("torch.")
@@ -145,7 +187,8 @@ class CrossEncoderScorer:
     def __repr__(self) -> str:
         return (
             f"CrossEncoderScorer(model={self.model!r}, device={self.device!r}, "
-            f"dtype={self.dtype!r}, max_length={self.max_length})"
+            f"dtype={self.dtype!r}, max_length={self.max_length}"
+            + (f", backend={self.backend!r})" if self.backend != "torch" else ")")
         )
 
     def score(self, query: str, passages: Sequence[str]) -> list[float]:
@@ -394,9 +437,10 @@ def _uses_token_types(tokenizer: Any, network: Any) -> bool:
     if "token_type_ids" in tokenizer.model_input_names:
         return True
     config = getattr(network, "config", None)
-    if getattr(config, "type_vocab_size", 1) < 2:
+    forward = getattr(network, "forward", None)
+    if getattr(config, "type_vocab_size", 1) < 2 or not callable(forward):
         return False
-    return "token_type_ids" in inspect.signature(network.forward).parameters
+    return "token_type_ids" in inspect.signature(forward).parameters
 
 
 def _positive_int(name: str, value: int | None, default: int) -> int:

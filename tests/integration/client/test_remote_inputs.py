@@ -186,3 +186,19 @@ def test_retry_after_http_date() -> None:
     delay = _retry_after(header)
     assert delay is not None
     assert 8 <= delay <= 10
+
+
+def test_one_scorer_is_shared_by_threads(serve: Any, fakes: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = fakes.scripted([fakes.ok])
+    queries = [f"{QUERY} {i}" for i in range(16)]
+    with (
+        serve(server.app) as url,
+        RemoteScorer(url) as remote,
+        ThreadPoolExecutor(max_workers=8) as pool,
+    ):
+        results = list(pool.map(lambda q: remote.score(q, PASSAGES), queries))
+    for query, scores in zip(queries, results, strict=True):
+        assert scores == [fakes.score(query, p) for p in PASSAGES]
+    assert len(server.seen) == 16

@@ -299,3 +299,14 @@ def test_a_non_json_answer_is_an_error(serve: Any, fakes: Any) -> None:
         ),
     ):
         remote.score(QUERY, PASSAGES)
+
+
+async def test_async_split_detects_the_api_once_before_sending_the_rest(
+    serve: Any, fakes: Any
+) -> None:
+    tei = fakes.tei()
+    with serve(tei.app) as url:
+        async with RemoteScorer(url, max_documents_per_request=2) as remote:
+            assert await remote.ascore(QUERY, PASSAGES) == _expected(fakes)
+    assert tei.paths() == ["/v1/rerank", "/rerank", "/rerank", "/rerank"]
+    assert sorted(tei.sizes()) == [1, 2, 2, 2]

@@ -1,0 +1,330 @@
+"""The ONNX Runtime backend: export a cross-encoder once, fuse it, optionally quantize it, run it.
+
+``CrossEncoderScorer(model, backend="onnx")`` loads through :func:`load_onnx_cross_encoder`:
+
+1. The config and tokenizer load as for the torch backend (same checks, same activation).
+2. The export is looked up in a cache directory keyed by the model id or path, the revision
+   and a fingerprint of the saved files (the hub snapshot's commit, or the size and mtime of
+   a local directory's weights), so a retrained local model is exported again.
+3. On a miss, the weights load in fp32 with ``attn_implementation="eager"`` (a graph
+   exported from ``sdpa`` attention is one that onnxruntime's BERT optimizer cannot fuse),
+   in ``.eval()`` mode (else dropout stays on in the graph and scores are silently wrong),
+   are exported with ``torch.onnx.export``, checked against torch on other shapes than the
+   export's, fused with onnxruntime's transformer optimizer, and, with ``onnx_quantize=True``,
+   quantized to dynamic int8. Files are written to a temporary directory and renamed into
+   place, so concurrent processes never read a half-written model.
+
+Dynamic int8 changes scores and can change rankings; measure it on your data first (see
+``docs/guides/performance.md``). onnxruntime is imported only here, lazily.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rerank_plugins._optional import require
+from rerank_plugins.errors import ModelLoadError
+from rerank_plugins.scorer._loading import (
+    LoadedModel,
+    load_config_and_tokenizer,
+    load_weights,
+    resolve_activation,
+    resolve_max_length,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "RERANK_PLUGINS_CACHE_DIR"
+# Bump when the export, fusion or quantization settings change, so old caches are not reused.
+_FORMAT = 1
+_OPSET = 17
+# The exported graph must match torch this closely (fp32, sigmoid-free logits) on new shapes.
+_EXPORT_TOLERANCE = 1e-4
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".msgpack", ".h5")
+_export_lock = threading.Lock()
+
+
+def cache_root() -> Path:
+    """Where exported models live: ``$RERANK_PLUGINS_CACHE_DIR`` or ``~/.cache/rerank-plugins``."""
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit:
+        return Path(explicit).expanduser() / "onnx"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "rerank-plugins" / "onnx"
+
+
+def cache_key(model: str, revision: str | None, files_dir: Path | None) -> str:
+    """A directory name for this model: a readable slug plus a hash of what identifies it."""
+    identity: dict[str, Any] = {"model": model, "revision": revision, "format": _FORMAT}
+    if files_dir is not None:
+        identity["dir"] = str(files_dir.resolve())
+        identity["files"] = sorted(
+            (path.name, stat.st_size, stat.st_mtime_ns)
+            for path in files_dir.iterdir()
+            if path.is_file() and (path.suffix in _WEIGHT_SUFFIXES or path.name == "config.json")
+            for stat in [path.stat()]
+        )
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "--", model.strip("/~."))[-60:] or "model"
+    return f"{slug}-{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Output:
+    logits: torch.Tensor
+
+
+class OnnxCrossEncoder:
+    """An onnxruntime session that is called like a transformers model: ``net(**inputs).logits``.
+
+    Inputs are torch tensors on the CPU; outputs are fp32 torch tensors on the CPU.
+    """
+
+    def __init__(self, path: Path, *, device: str, input_names: tuple[str, ...]) -> None:
+        import torch
+
+        ort = require("onnxruntime", extra="onnx", feature="The ONNX backend")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                msg = (
+                    f"backend='onnx' with device={device!r} needs onnxruntime's CUDA provider, "
+                    "which this onnxruntime lacks. Install 'onnxruntime-gpu' instead of "
+                    "'onnxruntime', or use backend='torch' on the GPU."
+                )
+                raise ValueError(msg)
+            index = int(device.split(":", 1)[1]) if ":" in device else 0
+            providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        elif device != "cpu":
+            msg = f"backend='onnx' runs on 'cpu' or 'cuda', got device={device!r}."
+            raise ValueError(msg)
+        self.path = path
+        self.device = torch.device("cpu")
+        self._input_names = input_names
+        self._session = ort.InferenceSession(str(path), options, providers=providers)
+
+    def __call__(self, **inputs: torch.Tensor) -> _Output:
+        """Run one padded batch; unknown inputs (e.g. unused ``token_type_ids``) are dropped."""
+        import torch
+
+        feed = {name: inputs[name].numpy() for name in self._input_names if name in inputs}
+        (logits,) = self._session.run(["logits"], feed)
+        return _Output(torch.from_numpy(logits))
+
+
+def load_onnx_cross_encoder(
+    model: str,
+    *,
+    revision: str | None,
+    device: str,
+    quantize: bool,
+    max_length: int | None,
+    activation: str | None,
+    local_files_only: bool,
+    trust_remote_code: bool,
+    token: str | bool | None = None,
+) -> LoadedModel:
+    """Load ``model`` as an onnxruntime session, exporting (and caching) it on first use."""
+    import torch
+
+    require("onnxruntime", extra="onnx", feature="The ONNX backend")
+    require("onnx", extra="onnx", feature="The ONNX backend")
+    common: dict[str, Any] = {
+        "revision": revision,
+        "local_files_only": local_files_only,
+        "trust_remote_code": trust_remote_code,
+        "token": token,
+    }
+    source, config, tokenizer = load_config_and_tokenizer(model, **common)
+    uses_types = "token_type_ids" in tokenizer.model_input_names
+    input_names = ("input_ids", "attention_mask", *(("token_type_ids",) if uses_types else ()))
+    directory = cache_root() / cache_key(model, revision, _files_dir(source, common))
+    name = "model.int8.onnx" if quantize else "model.onnx"
+    if not (directory / name).is_file():
+        with _export_lock:
+            if not (directory / name).is_file():
+                weights = load_weights(model, source, config, attn_implementation="eager", **common)
+                _export(weights, config, directory, input_names=input_names, quantize=quantize)
+                del weights
+    logger.info("Loading the ONNX model %s", directory / name)
+    return LoadedModel(
+        tokenizer=tokenizer,
+        model=OnnxCrossEncoder(directory / name, device=device, input_names=input_names),
+        device=torch.device("cpu"),
+        dtype=torch.int8 if quantize else torch.float32,
+        max_length=resolve_max_length(max_length, tokenizer, config),
+        activation=resolve_activation(activation, config),
+        num_labels=config.num_labels,
+    )
+
+
+def _files_dir(source: str, common: dict[str, Any]) -> Path | None:
+    """The local directory holding the model's files (a hub snapshot is named by its commit)."""
+    if Path(source).is_dir():
+        return Path(source)
+    try:
+        from transformers.utils import cached_file
+
+        found = cached_file(source, "config.json", **common)
+    except (OSError, ValueError):
+        return None
+    return Path(found).parent if found else None
+
+
+def _export(
+    weights: Any, config: Any, directory: Path, *, input_names: tuple[str, ...], quantize: bool
+) -> None:
+    """Export (if needed), fuse and optionally quantize into ``directory``, atomically."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory.parent, prefix=".export-") as tmp:
+        staging = Path(tmp)
+        fused = directory / "model.onnx"
+        if fused.is_file():
+            shutil.copy2(fused, staging / "model.onnx")
+        else:
+            raw = staging / "raw.onnx"
+            _torch_export(weights, raw, input_names)
+            _check_against_torch(weights, raw, input_names)
+            _fuse(raw, staging / "model.onnx", config)
+            _check_against_torch(weights, staging / "model.onnx", input_names)
+            raw.unlink()
+        if quantize:
+            _quantize(staging / "model.onnx", staging / "model.int8.onnx")
+        (staging / "export.json").write_text(
+            json.dumps({"format": _FORMAT, "opset": _OPSET, "inputs": list(input_names)})
+        )
+        directory.mkdir(exist_ok=True)
+        for path in staging.iterdir():
+            # os.replace is atomic: a reader sees the old file or the new one, never half of it.
+            os.replace(path, directory / path.name)
+
+
+def _logits_only(model: Any, input_names: tuple[str, ...]) -> Any:
+    """Wrap ``model`` so the traced graph takes positional inputs and returns only the logits."""
+    import torch
+
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            return self.model(**dict(zip(input_names, tensors, strict=True))).logits
+
+    return LogitsOnly().eval()
+
+
+def _sample_inputs(input_names: tuple[str, ...], batch: int, width: int) -> dict[str, Any]:
+    """A padded batch with rows of different lengths, and the pair segments set."""
+    import torch
+
+    generator = torch.Generator().manual_seed(batch * 1000 + width)
+    ids = torch.randint(1000, 2000, (batch, width), generator=generator)
+    mask = torch.ones(batch, width, dtype=torch.long)
+    for row in range(1, batch):
+        mask[row, width - row * width // (batch + 1) :] = 0
+    ids = ids * mask
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    if "token_type_ids" in input_names:
+        types = torch.zeros_like(ids)
+        types[:, width // 3 :] = 1
+        inputs["token_type_ids"] = types * mask
+    return inputs
+
+
+def _torch_export(weights: Any, path: Path, input_names: tuple[str, ...]) -> None:
+    import torch
+
+    wrapper = _logits_only(weights.float().eval(), input_names)
+    sample = _sample_inputs(input_names, 2, 16)
+    axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
+    axes["logits"] = {0: "batch"}
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        # The TorchScript exporter warns about traced Python values and its own deprecation;
+        # _check_against_torch below is what proves the graph is right on other shapes.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper,
+            tuple(sample[name] for name in input_names),
+            str(path),
+            input_names=list(input_names),
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=_OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+
+
+def _check_against_torch(weights: Any, path: Path, input_names: tuple[str, ...]) -> None:
+    """Compare the graph with torch on shapes unlike the export's; raise if they differ."""
+    import numpy as np
+    import torch
+
+    ort = require("onnxruntime", extra="onnx", feature="The ONNX backend")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch, width in ((1, 7), (5, 40)):
+        sample = _sample_inputs(input_names, batch, width)
+        with torch.no_grad():
+            expected = weights(**sample).logits.float().numpy()
+        (got,) = session.run(["logits"], {k: v.numpy() for k, v in sample.items()})
+        error = float(np.max(np.abs(got - expected)))
+        if not error <= _EXPORT_TOLERANCE:
+            msg = (
+                f"The ONNX export of this model does not reproduce torch (max logit difference "
+                f"{error:.2e} on a batch of {batch}x{width}). Use backend='torch' for it, and "
+                "report the model id to rerank-plugins."
+            )
+            raise ModelLoadError(msg)
+
+
+def _fuse(source: Path, target: Path, config: Any) -> None:
+    """Fuse attention, LayerNorm and GELU with onnxruntime's transformer optimizer."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    heads = getattr(config, "num_attention_heads", 0) or 0
+    hidden = getattr(config, "hidden_size", 0) or 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            optimized = optimize_model(
+                str(source), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=1
+            )
+        optimized.save_model_to_file(str(target))
+    except Exception as err:  # fusion is an optimisation: an unfusable graph still runs
+        logger.warning("onnxruntime could not fuse this model (%s); using the plain export.", err)
+        shutil.copy2(source, target)
+        return
+    logger.info("Fused ONNX graph: %s", optimized.get_fused_operator_statistics())
+
+
+def _quantize(source: Path, target: Path) -> None:
+    """Dynamic int8 quantization of the MatMul weights (activations quantized at run time)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(source),
+        str(target),
+        op_types_to_quantize=["MatMul"],
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        # The fused ops (com.microsoft domain) defeat shape inference; their outputs are fp32.
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
