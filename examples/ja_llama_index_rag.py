@@ -47,7 +47,7 @@ from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
 
-from rerank_plugins._text import split_sentences
+from rerank_plugins import split_sentences
 from rerank_plugins.eval.bm25 import BM25Index
 from rerank_plugins.llama_index import CrossEncoderRerank
 
@@ -168,10 +168,8 @@ def load_documents(directory: Path = CORPUS_DIR) -> list[Document]:
         Document(
             text=path.read_text(encoding="utf-8"),
             metadata={"source": path.name},
-            # The reranker scores the text without the file name; the LLM sees the name
-            # but not the first-stage score that the reranker adds.
+            # The reranker scores the text without the file name; the LLM sees the name.
             excluded_embed_metadata_keys=["source"],
-            excluded_llm_metadata_keys=["retrieval_score"],
         )
         for path in sorted(directory.glob("*.txt"))
     ]

@@ -70,7 +70,6 @@ def build_query_engine(model: str, top_n: int) -> BaseQueryEngine:
             text=text,
             metadata={"source": key},
             excluded_embed_metadata_keys=["source"],
-            excluded_llm_metadata_keys=["retrieval_score"],
         )
         for key, text in CORPUS.items()
     ]

@@ -19,6 +19,7 @@ from rerank_plugins.errors import (
 )
 
 if TYPE_CHECKING:
+    from rerank_plugins._text import bm25_tokenize, split_sentences
     from rerank_plugins.client import RemoteScorer
     from rerank_plugins.scorer import CrossEncoderScorer, clear_scorers, get_scorer
 
@@ -32,11 +33,15 @@ __all__ = [
     "RemoteScorer",
     "RerankPluginsError",
     "__version__",
+    "bm25_tokenize",
     "clear_scorers",
     "get_scorer",
+    "split_sentences",
 ]
 
 _LAZY = {
+    "bm25_tokenize": "rerank_plugins._text",
+    "split_sentences": "rerank_plugins._text",
     "CrossEncoderScorer": "rerank_plugins.scorer",
     "RemoteScorer": "rerank_plugins.client",
     "clear_scorers": "rerank_plugins.scorer",

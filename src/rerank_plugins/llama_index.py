@@ -21,6 +21,8 @@ __all__ = ["CrossEncoderRerank"]
 
 dispatcher = instrument.get_dispatcher(__name__)
 
+_SCORE_KEYS = ("retrieval_score", "relevance_span")
+
 
 class CrossEncoderRerank(BaseNodePostprocessor):
     """Rerank retrieved nodes with a cross-encoder and keep the best ``top_n``.
@@ -149,6 +151,22 @@ class CrossEncoderRerank(BaseNodePostprocessor):
             metadata = {**original.node.metadata, "retrieval_score": original.score}
             if result.span is not None:
                 metadata["relevance_span"] = result.span
-            node = original.node.model_copy(update={"metadata": metadata})
+            # Scores are bookkeeping: keep them out of the text LLMs and embedders see.
+            bookkeeping = [key for key in _SCORE_KEYS if key in metadata]
+            node = original.node.model_copy(
+                update={
+                    "metadata": metadata,
+                    "excluded_llm_metadata_keys": _merged(
+                        original.node.excluded_llm_metadata_keys, bookkeeping
+                    ),
+                    "excluded_embed_metadata_keys": _merged(
+                        original.node.excluded_embed_metadata_keys, bookkeeping
+                    ),
+                }
+            )
             reranked.append(NodeWithScore(node=node, score=result.score))
         return reranked
+
+
+def _merged(keys: list[str], extra: list[str]) -> list[str]:
+    return [*keys, *(key for key in extra if key not in keys)]

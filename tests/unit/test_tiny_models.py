@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from tests import _tiny_models as tiny
 from tests._tiny_models import EN_RANKING_CASES, JA_RANKING_CASES, RANKING_CASES
 

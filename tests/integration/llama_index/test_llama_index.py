@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from llama_index.core import Settings, VectorStoreIndex
+from llama_index.core.bridge.pydantic import Field
 from llama_index.core.callbacks import CallbackManager, CBEventType
 from llama_index.core.callbacks.base_handler import BaseCallbackHandler
 from llama_index.core.embeddings import MockEmbedding
@@ -36,7 +37,7 @@ def make_nodes() -> list[NodeWithScore]:
 
 
 class EventCollector(BaseEventHandler):
-    events: list[str] = []
+    events: list[str] = Field(default_factory=list)
 
     @classmethod
     def class_name(cls) -> str:
@@ -109,7 +110,6 @@ def test_async_equals_sync(tiny_bert: Path) -> None:
 
 def test_events_and_callbacks_are_emitted(tiny_bert: Path) -> None:
     collector = EventCollector()
-    collector.events = []
     dispatcher = get_dispatcher("root")
     dispatcher.add_event_handler(collector)
     callbacks = CallbackCollector()
@@ -144,3 +144,15 @@ def test_query_engine_with_reranker(tiny_bert: Path) -> None:
     response = engine.query(QUERY)
     assert [n.node.node_id for n in response.source_nodes] == [f"n{RELEVANT}"]
     assert response.source_nodes[0].node.metadata["retrieval_score"] is not None
+
+
+def test_scores_stay_out_of_llm_and_embed_text(tiny_bert: Path) -> None:
+    """retrieval_score leaked into the LLM prompt and embed text through node metadata."""
+    result = CrossEncoderRerank(model=str(tiny_bert), top_n=1).postprocess_nodes(
+        make_nodes(), query_str=QUERY
+    )
+    node = result[0].node
+    assert "retrieval_score" in node.metadata
+    assert "retrieval_score" not in node.get_content(metadata_mode=MetadataMode.LLM)
+    assert "retrieval_score" not in node.get_content(metadata_mode=MetadataMode.EMBED)
+    assert "source" in node.get_content(metadata_mode=MetadataMode.LLM)

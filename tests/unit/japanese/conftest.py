@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
 from tests import _tiny_models as tiny
 
 if TYPE_CHECKING:

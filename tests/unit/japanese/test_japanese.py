@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests._tiny_models import JA_RANKING_CASES, TOPICS
 
 from rerank_plugins import CrossEncoderScorer, get_scorer
 from rerank_plugins._text import split_sentences
@@ -26,6 +25,7 @@ from rerank_plugins.presets import PRESETS, resolve_preset
 from rerank_plugins.scorer import _registry
 from rerank_plugins.scorer._registry import clear_scorers
 from rerank_plugins.scorer._windows import plan_windows, token_offsets
+from tests._tiny_models import JA_RANKING_CASES, TOPICS
 
 JA_TOPICS = [topic for topic in TOPICS if topic.language == "ja"]
 JA_PASSAGES = [p for topic in JA_TOPICS for p in topic.passages]

@@ -110,7 +110,7 @@ def test_a_failed_forward_fails_its_callers_and_the_worker_lives_on(
     serial = scorer.score("cats", PASSAGES)
     forward = scorer._forward
     monkeypatch.setattr(scorer, "_forward", lambda *a: (_ for _ in ()).throw(ValueError("boom")))
-    with pytest.raises(ValueError, match="^boom$"):
+    with pytest.raises(ValueError, match=r"^boom$"):
         scorer.score("cats", PASSAGES)
     monkeypatch.setattr(scorer, "_forward", forward)
     assert scorer.score("cats", PASSAGES) == pytest.approx(serial, abs=1e-6)
@@ -155,7 +155,7 @@ def test_closed_scorer_refuses_new_work(tiny_bert: Path) -> None:
     scorer = CrossEncoderScorer(str(tiny_bert), device="cpu")
     scorer.score("cats", PASSAGES)
     scorer.close()
-    with pytest.raises(RuntimeError, match="^This scorer was closed"):
+    with pytest.raises(RuntimeError, match=r"^This scorer was closed"):
         scorer.score("cats", PASSAGES)
 
 

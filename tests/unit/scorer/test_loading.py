@@ -26,9 +26,7 @@ def test_get_scorer_shares_one_instance_per_options(tiny_bert: Path) -> None:
     assert get_scorer(str(tiny_bert), max_length=64) is not first
 
 
-def test_concurrent_first_calls_load_once(
-    tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_concurrent_first_calls_load_once(tiny_bert: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     loads: list[int] = []
     real = _registry.CrossEncoderScorer
 
@@ -118,8 +116,10 @@ def test_public_api_is_pinned() -> None:
         "RemoteScorer",
         "RerankPluginsError",
         "__version__",
+        "bm25_tokenize",
         "clear_scorers",
         "get_scorer",
+        "split_sentences",
     ]
     for name in rerank_plugins.__all__:
         assert getattr(rerank_plugins, name) is not None

@@ -7,11 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
-from tests._tiny_models import EN_RANKING_CASES, TOPICS
 
 from rerank_plugins import CrossEncoderScorer
 from rerank_plugins._text import split_sentences
 from rerank_plugins.scorer._windows import plan_windows, token_offsets
+from tests._tiny_models import EN_RANKING_CASES, TOPICS
 
 # ----------------------------------------------------------------- plan_windows, no model
 
