@@ -78,3 +78,29 @@ def check_selection(top_n: object, score_threshold: object) -> None:
     ):
         msg = f"score_threshold must be a number or None, got {score_threshold!r}."
         raise TypeError(msg)
+
+
+def check_inputs(query: object, passages: object) -> list[str]:
+    """Validate a query and its passages (local and remote alike); return the passages."""
+    if not isinstance(query, str):
+        msg = f"query must be a str, got {type(query).__name__}: {_preview(query)}."
+        raise ValueError(msg)
+    if not query.strip():
+        msg = f"query must be a non-empty string, got {query!r}."
+        raise ValueError(msg)
+    if isinstance(passages, (str, bytes)) or not isinstance(passages, Sequence):
+        msg = f"passages must be a list of strings, got {type(passages).__name__}."
+        raise TypeError(msg)
+    for index, passage in enumerate(passages):
+        if not isinstance(passage, str):
+            msg = (
+                f"passages[{index}] must be a str, got {type(passage).__name__}: "
+                f"{_preview(passage)}. Convert documents to text before scoring."
+            )
+            raise TypeError(msg)
+    return list(passages)
+
+
+def _preview(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from rerank_plugins._optional import require
-from rerank_plugins._results import RankResult, check_selection, select_top
+from rerank_plugins._results import RankResult, check_inputs, check_selection, select_top
 from rerank_plugins._version import __version__
 from rerank_plugins.errors import RemoteRerankError
 
@@ -247,7 +247,7 @@ class RemoteScorer:
 
     def score(self, query: str, passages: Sequence[str]) -> list[float]:
         """Return one relevance score per passage, in input order."""
-        checked = _check_inputs(query, passages)
+        checked = check_inputs(query, passages)
         scores: list[float] = [math.nan] * len(checked)
         if checked:
             self._score_range(query, checked, 0, len(checked), scores)
@@ -255,7 +255,7 @@ class RemoteScorer:
 
     async def ascore(self, query: str, passages: Sequence[str]) -> list[float]:
         """Async :meth:`score`; split requests are sent up to 4 at a time."""
-        checked = _check_inputs(query, passages)
+        checked = check_inputs(query, passages)
         scores: list[float] = [math.nan] * len(checked)
         if checked:
             await self._ascore_range(query, checked, 0, len(checked), scores)
@@ -780,27 +780,6 @@ def _check_base_url(base_url: object) -> str:
         )
         raise ValueError(msg)
     return base_url.rstrip("/")
-
-
-def _check_inputs(query: object, passages: object) -> list[str]:
-    """Validate a query and its passages as the local scorer does; return the passages."""
-    if not isinstance(query, str):
-        msg = f"query must be a str, got {type(query).__name__}: {_preview(repr(query), 60)}."
-        raise ValueError(msg)
-    if not query.strip():
-        msg = f"query must be a non-empty string, got {query!r}."
-        raise ValueError(msg)
-    if isinstance(passages, (str, bytes)) or not isinstance(passages, Sequence):
-        msg = f"passages must be a list of strings, got {type(passages).__name__}."
-        raise TypeError(msg)
-    for index, passage in enumerate(passages):
-        if not isinstance(passage, str):
-            msg = (
-                f"passages[{index}] must be a str, got {type(passage).__name__}: "
-                f"{_preview(repr(passage), 60)}. Convert documents to text before scoring."
-            )
-            raise TypeError(msg)
-    return list(passages)
 
 
 def _positive_int(name: str, value: object) -> int:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rerank_plugins._results import RankResult, check_selection, select_top
+from rerank_plugins._results import RankResult, check_inputs, check_selection, select_top
 from rerank_plugins.scorer._batching import plan_batches
 from rerank_plugins.scorer._loading import (
     load_cross_encoder,
@@ -226,14 +226,14 @@ class CrossEncoderScorer:
         return select_top(scores, passages, top_n, score_threshold, spans=spans)
 
     def _scores_and_spans(self, query: str, passages: Sequence[str]) -> ScoredSpans:
-        checked = _check_inputs(query, passages)
+        checked = check_inputs(query, passages)
         if not checked:
             return [], []
         result: ScoredSpans = self._batcher.submit(query, checked).result()
         return result
 
     async def _ascores_and_spans(self, query: str, passages: Sequence[str]) -> ScoredSpans:
-        checked = _check_inputs(query, passages)
+        checked = check_inputs(query, passages)
         if not checked:
             return [], []
         result: ScoredSpans = await asyncio.wrap_future(self._batcher.submit(query, checked))
@@ -241,7 +241,7 @@ class CrossEncoderScorer:
 
     def count_tokens(self, query: str, passages: Sequence[str]) -> int:
         """Return how many tokens the model reads for these pairs, after truncation."""
-        passages = _check_inputs(query, passages)
+        passages = check_inputs(query, passages)
         if not passages:
             return 0
         with self._counting_lock:
@@ -404,27 +404,6 @@ class CrossEncoderScorer:
         return tensor.to(self._network.device)
 
 
-def _check_inputs(query: object, passages: object) -> list[str]:
-    """Validate a query and its passages; return the passages as a list."""
-    if not isinstance(query, str):
-        msg = f"query must be a str, got {type(query).__name__}: {_preview(query)}."
-        raise ValueError(msg)
-    if not query.strip():
-        msg = f"query must be a non-empty string, got {query!r}."
-        raise ValueError(msg)
-    if isinstance(passages, (str, bytes)) or not isinstance(passages, Sequence):
-        msg = f"passages must be a list of strings, got {type(passages).__name__}."
-        raise TypeError(msg)
-    for index, passage in enumerate(passages):
-        if not isinstance(passage, str):
-            msg = (
-                f"passages[{index}] must be a str, got {type(passage).__name__}: "
-                f"{_preview(passage)}. Convert documents to text before scoring."
-            )
-            raise TypeError(msg)
-    return list(passages)
-
-
 def _uses_token_types(tokenizer: Any, network: Any) -> bool:
     """Tell whether the model reads segment ids (``token_type_ids``) for the passage.
 
@@ -454,11 +433,6 @@ def _positive_int(name: str, value: int | None, default: int) -> int:
 
 def _optional_positive_int(name: str, value: int | None) -> int | None:
     return None if value is None else _positive_int(name, value, 0)
-
-
-def _preview(value: object, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True, slots=True)
