@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,32 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-
-@contextmanager
-def serve_in_thread(app: Any) -> Iterator[str]:
-    """Run ``app`` with uvicorn on a free 127.0.0.1 port in a thread; yield its base URL."""
-    import uvicorn
-
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn-client-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive():
-            msg = "uvicorn exited during startup"
-            raise RuntimeError(msg)
-        if time.monotonic() > deadline:
-            msg = "uvicorn did not start within 20 s"
-            raise TimeoutError(msg)
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-
+from tests._servers import serve_in_thread
 
 API_KEY = "client-test-key-0123"
 
