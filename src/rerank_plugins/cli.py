@@ -11,29 +11,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from rerank_plugins._cli_options import add_model_options, model_options, positive_int
 from rerank_plugins._version import __version__
-
-
-def add_scorer_options(parser: argparse.ArgumentParser) -> None:
-    """Add the options every subcommand that loads a model shares."""
-    group = parser.add_argument_group("model")
-    group.add_argument("--model", required=True, help="Hub id, local path or preset name.")
-    group.add_argument("--revision", help="Hub branch, tag or commit.")
-    group.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps.")
-    group.add_argument("--dtype", default="auto", help="auto, float32, float16 or bfloat16.")
-    group.add_argument("--max-length", type=int, help="Tokens per (query, passage) pair.")
-    group.add_argument("--batch-size", type=int, help="Most pairs per forward pass.")
-    group.add_argument(
-        "--local-files-only",
-        action="store_true",
-        help="Never use the network; load from a path or the Hugging Face cache.",
-    )
-
-
-def scorer_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The get_scorer keyword arguments given on the command line."""
-    names = ("revision", "device", "dtype", "max_length", "batch_size", "local_files_only")
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
 def _add_score_parser(subparsers: Any) -> None:
@@ -45,11 +24,11 @@ def _add_score_parser(subparsers: Any) -> None:
             "from --file (- for standard input)."
         ),
     )
-    add_scorer_options(parser)
+    add_model_options(parser)
     parser.add_argument("--query", required=True, help="The query.")
     parser.add_argument("passages", nargs="*", help="Passages to rerank.")
     parser.add_argument("--file", help="Read passages from this file, one per line (- = stdin).")
-    parser.add_argument("--top-n", type=int, help="Keep only the best N.")
+    parser.add_argument("--top-n", type=positive_int, metavar="N", help="Keep only the best N.")
     parser.set_defaults(run=_run_score)
 
 
@@ -64,7 +43,7 @@ def _run_score(args: argparse.Namespace) -> int:
     if not passages:
         msg = "rerank-plugins score: error: no passages; give them as arguments or with --file."
         raise SystemExit(msg)
-    scorer = get_scorer(args.model, **scorer_options(args))
+    scorer = get_scorer(args.model, **model_options(args))
     results = scorer.rank(args.query, passages, top_n=args.top_n)
     payload = [{"index": r.index, "score": r.score, "text": r.text} for r in results]
     sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")

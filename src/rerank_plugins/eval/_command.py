@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 # Both modules are standard-library only, so ``--help`` stays fast.
+from rerank_plugins._cli_options import add_model_options, model_options, positive_int
 from rerank_plugins._text import TOKENIZERS
 from rerank_plugins.eval.datasets import FORMATS
 
@@ -28,17 +29,6 @@ examples:
   rerank-plugins eval --data scifact --format beir \\
       --model cross-encoder/ms-marco-MiniLM-L6-v2 --json report.json --save-run runs/
 """
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        msg = f"must be a positive integer, got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -68,7 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--split", default="test", help="BEIR qrels split, qrels/SPLIT.tsv (default: test)"
     )
     data.add_argument(
-        "--limit", type=_positive_int, metavar="N", help="evaluate only the first N queries"
+        "--limit", type=positive_int, metavar="N", help="evaluate only the first N queries"
     )
     stage = parser.add_argument_group("first stage")
     stage.add_argument(
@@ -79,7 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     stage.add_argument(
         "--top-k",
-        type=_positive_int,
+        type=positive_int,
         default=100,
         metavar="K",
         help="candidates per query to rerank (default: 100)",
@@ -90,22 +80,7 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         default="auto",
         help="auto: fugashi for Japanese when installed, else character bigrams (default)",
     )
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "--model", required=True, metavar="M", help="a Hugging Face model id or a local directory"
-    )
-    model.add_argument("--revision", help="hub branch, tag or commit")
-    model.add_argument(
-        "--local-files-only", action="store_true", help="never download; use the local cache"
-    )
-    model.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
-    model.add_argument("--dtype", help="auto (default), float32, float16 or bfloat16")
-    model.add_argument(
-        "--max-length", type=_positive_int, metavar="N", help="tokens per (query, passage) pair"
-    )
-    model.add_argument(
-        "--batch-size", type=_positive_int, metavar="N", help="pairs per forward pass"
-    )
+    add_model_options(parser)
     output = parser.add_argument_group("output")
     output.add_argument(
         "--json", metavar="OUT", help="write the report as JSON to OUT ('-' for stdout)"
@@ -132,13 +107,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     sys.stderr.write(f"Loaded {dataset!r}.\n")
 
-    options = {
-        name: getattr(args, name)
-        for name in ("revision", "device", "dtype", "max_length", "batch_size")
-        if getattr(args, name) is not None
-    }
-    if args.local_files_only:
-        options["local_files_only"] = True
+    options = model_options(args)
     try:
         from rerank_plugins import get_scorer
 

@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Any
 
+from rerank_plugins._cli_options import add_model_options, model_options, positive_int
 from rerank_plugins.server._defaults import (
     API_KEY_ENV,
     DEFAULT_MAX_DOCUMENT_CHARS,
@@ -40,17 +41,6 @@ def _port(value: str) -> int:
     return port
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        msg = f"must be a positive int, got {value!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return number
-
-
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``serve`` subcommand to ``subparsers`` (from ``add_subparsers()``)."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
@@ -62,9 +52,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             'pip install "rerank-plugins[server]".'
         ),
     )
-    parser.add_argument(
-        "--model", required=True, help="Hugging Face model id or local directory to serve."
-    )
+    add_model_options(parser)
     parser.add_argument(
         "--host",
         default="127.0.0.1",
@@ -77,28 +65,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help=f"Require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV}, else no auth). "
         "Prefer the environment variable: arguments show up in `ps`.",
     )
-    parser.add_argument("--device", default=None, help="Torch device, e.g. cpu, cuda, cuda:1.")
-    parser.add_argument(
-        "--dtype", default=None, help="Weights dtype, e.g. float32, float16, bfloat16."
-    )
-    parser.add_argument(
-        "--max-length",
-        type=_positive_int,
-        default=None,
-        help="Tokens per (query, document) pair; longer pairs are truncated.",
-    )
-    parser.add_argument(
-        "--batch-size", type=_positive_int, default=None, help="Pairs per forward pass."
-    )
     parser.add_argument(
         "--max-documents",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_MAX_DOCUMENTS,
         help=f"Most documents per request; more is HTTP 413 (default: {DEFAULT_MAX_DOCUMENTS}).",
     )
     parser.add_argument(
         "--max-document-chars",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_MAX_DOCUMENT_CHARS,
         help="Most characters per document and in the query; more is HTTP 413 "
         f"(default: {DEFAULT_MAX_DOCUMENT_CHARS}).",
@@ -131,11 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from rerank_plugins.server.app import create_app
 
     _configure_logging(args.log_level)
-    options: dict[str, Any] = {
-        name: getattr(args, name)
-        for name in ("device", "dtype", "max_length", "batch_size")
-        if getattr(args, name) is not None
-    }
+    options = model_options(args)
     app = create_app(
         model=args.model,
         api_key=args.api_key,

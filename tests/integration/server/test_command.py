@@ -36,6 +36,8 @@ def test_serve_defaults():
     assert vars(args) == {
         "command": "serve",
         "model": "org/model",
+        "revision": None,
+        "local_files_only": False,
         "host": "127.0.0.1",
         "port": 8000,
         "api_key": None,
