@@ -71,7 +71,9 @@ def build_model(name: str, *, layers: int, seed: int = 0) -> Path:
     config.architectures = ["BertForSequenceClassification"]
     config.num_labels = 1
     config.num_hidden_layers = layers
-    state = {k: v for k, v in load_file(source / "model.safetensors").items() if "position_ids" not in k}
+    state = {
+        k: v for k, v in load_file(source / "model.safetensors").items() if "position_ids" not in k
+    }
     if layers != 6:
         for key in list(state):
             if key.startswith("encoder.layer."):
@@ -146,7 +148,9 @@ def _load_corpus(path: Path | None, vocab: Path) -> tuple[list[str], list[str]]:
     lexicon = [w for w in vocab.read_text().split("\n") if w.isalpha() and len(w) > 1][:20000]
     weights = [1.0 / (rank + 10) for rank in range(len(lexicon))]
     words = rng.choices(lexicon, weights=weights, k=400_000)
-    questions = [" ".join(rng.choices(lexicon[:3000], k=rng.randint(5, 10))) + "?" for _ in range(500)]
+    questions = [
+        " ".join(rng.choices(lexicon[:3000], k=rng.randint(5, 10))) + "?" for _ in range(500)
+    ]
     return questions, words
 
 
@@ -161,7 +165,7 @@ def make_requests(
     for _ in range(count):
         passages = []
         for _ in range(PASSAGES_PER_REQUEST):
-            n = int(round(math.exp(rng.gauss(math.log(median), sigma))))
+            n = round(math.exp(rng.gauss(math.log(median), sigma)))
             n = max(low, min(high, n))
             start = rng.randrange(0, len(words) - n)
             passages.append(" ".join(words[start : start + n]))
@@ -169,7 +173,9 @@ def make_requests(
     return requests
 
 
-def describe_requests(requests: Sequence[Request], tokenizer: Any, max_length: int = 512) -> dict[str, Any]:
+def describe_requests(
+    requests: Sequence[Request], tokenizer: Any, max_length: int = 512
+) -> dict[str, Any]:
     """Word and (truncated) token statistics of a workload."""
     words = sorted(len(p.split()) for r in requests for p in r.passages)
     tokens = sorted(
@@ -263,11 +269,15 @@ def top_k(scores: Sequence[float], k: int = 5) -> list[int]:
     return sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k]
 
 
-def agreement(reference: Sequence[Sequence[float]], other: Sequence[Sequence[float]]) -> dict[str, float]:
+def agreement(
+    reference: Sequence[Sequence[float]], other: Sequence[Sequence[float]]
+) -> dict[str, float]:
     """Top-5 identical (same 5, same order) share, mean Kendall tau and max |score difference|."""
     same = [top_k(r) == top_k(o) for r, o in zip(reference, other, strict=True)]
     taus = [kendall_tau(r, o) for r, o in zip(reference, other, strict=True)]
-    diff = max(abs(x - y) for r, o in zip(reference, other, strict=True) for x, y in zip(r, o, strict=True))
+    diff = max(
+        abs(x - y) for r, o in zip(reference, other, strict=True) for x, y in zip(r, o, strict=True)
+    )
     return {
         "top5_identical_pct": 100.0 * sum(same) / len(same),
         "kendall_tau_mean": statistics.fmean(taus),
@@ -292,7 +302,9 @@ def machine() -> dict[str, Any]:
 
     model = platform.processor() or "unknown"
     try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
+        for line in subprocess.run(
+            ["lscpu"], capture_output=True, text=True, check=True
+        ).stdout.splitlines():
             if line.startswith("Model name:"):
                 model = line.split(":", 1)[1].strip()
     except (OSError, subprocess.CalledProcessError):
@@ -316,18 +328,22 @@ def machine() -> dict[str, Any]:
 
 def measure_in_subprocess(code: str) -> dict[str, Any]:
     """Run ``code`` in a fresh interpreter; it must print one JSON object as its last line."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT / "benchmarks")]))
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT / "benchmarks")])
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(f"subprocess failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
-def timed(call: Callable[[], Any]) -> tuple[float, Any]:
-    """Run ``call`` once; return (seconds, result)."""
+def timed(call: Callable[..., Any], *args: Any) -> tuple[float, Any]:
+    """Run ``call(*args)`` once; return (seconds, result)."""
     start = time.perf_counter()
-    result = call()
+    result = call(*args)
     return time.perf_counter() - start, result
 
 

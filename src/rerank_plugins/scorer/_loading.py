@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from rerank_plugins.scorer._onnx import OnnxCrossEncoder
+
 logger = logging.getLogger(__name__)
 
 Activation = Literal["sigmoid", "none"]
@@ -123,7 +125,7 @@ class LoadedModel:
     """A tokenizer and model ready for inference, with the settings they were resolved to."""
 
     tokenizer: PreTrainedTokenizerBase
-    model: PreTrainedModel
+    model: PreTrainedModel | OnnxCrossEncoder
     device: torch.device
     dtype: torch.dtype
     max_length: int
@@ -190,7 +192,7 @@ def load_cross_encoder(
         trust_remote_code=trust_remote_code,
         token=token,
     )
-    loaded = load_weights(
+    loaded: Any = load_weights(
         model,
         source,
         config,
@@ -325,7 +327,7 @@ def saved_activation(
     """The activation sentence-transformers saved beside the model, if it saved one."""
     import json
 
-    from transformers.utils import cached_file
+    from transformers.utils.hub import cached_file
 
     try:
         path = cached_file(

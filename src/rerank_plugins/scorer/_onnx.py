@@ -41,6 +41,7 @@ from rerank_plugins.scorer._loading import (
     load_weights,
     resolve_activation,
     resolve_max_length,
+    saved_activation,
 )
 
 if TYPE_CHECKING:
@@ -65,6 +66,22 @@ def cache_root() -> Path:
         return Path(explicit).expanduser() / "onnx"
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base).expanduser() / "rerank-plugins" / "onnx"
+
+
+def onnx_device(requested: str | None, resolved: str) -> str:
+    """Where the ONNX backend runs: ``"auto"`` picks CUDA only if onnxruntime can use it.
+
+    ``"auto"`` resolves to ``mps`` on Apple silicon and to ``cuda`` on a GPU machine even when
+    only the CPU build of onnxruntime is installed; both run on the CPU instead. An explicit
+    device is kept (and checked when the session starts).
+    """
+    if (requested or "auto").lower() != "auto":
+        return resolved
+    if resolved.startswith("cuda"):
+        ort = require("onnxruntime", extra="onnx", feature="The ONNX backend")
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            return resolved
+    return "cpu"
 
 
 def cache_key(model: str, revision: str | None, files_dir: Path | None) -> str:
@@ -100,7 +117,7 @@ class OnnxCrossEncoder:
         ort = require("onnxruntime", extra="onnx", feature="The ONNX backend")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        providers = ["CPUExecutionProvider"]
+        providers: list[Any] = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 msg = (
@@ -166,10 +183,16 @@ def load_onnx_cross_encoder(
     return LoadedModel(
         tokenizer=tokenizer,
         model=OnnxCrossEncoder(directory / name, device=device, input_names=input_names),
-        device=torch.device("cpu"),
+        device=torch.device(device),
         dtype=torch.int8 if quantize else torch.float32,
         max_length=resolve_max_length(max_length, tokenizer, config),
-        activation=resolve_activation(activation, config),
+        activation=resolve_activation(
+            activation,
+            config,
+            saved_activation(
+                source, revision=revision, local_files_only=local_files_only, token=token
+            ),
+        ),
         num_labels=config.num_labels,
     )
 
@@ -179,7 +202,7 @@ def _files_dir(source: str, common: dict[str, Any]) -> Path | None:
     if Path(source).is_dir():
         return Path(source)
     try:
-        from transformers.utils import cached_file
+        from transformers.utils.hub import cached_file
 
         found = cached_file(source, "config.json", **common)
     except (OSError, ValueError):
@@ -225,17 +248,20 @@ def _logits_only(model: Any, input_names: tuple[str, ...]) -> Any:
             self.model = model
 
         def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            return self.model(**dict(zip(input_names, tensors, strict=True))).logits
+            logits: torch.Tensor = self.model(**dict(zip(input_names, tensors, strict=True))).logits
+            return logits
 
     return LogitsOnly().eval()
 
 
-def _sample_inputs(input_names: tuple[str, ...], batch: int, width: int) -> dict[str, Any]:
+def _sample_inputs(
+    input_names: tuple[str, ...], batch: int, width: int, vocab_size: int
+) -> dict[str, Any]:
     """A padded batch with rows of different lengths, and the pair segments set."""
     import torch
 
     generator = torch.Generator().manual_seed(batch * 1000 + width)
-    ids = torch.randint(1000, 2000, (batch, width), generator=generator)
+    ids = torch.randint(min(5, vocab_size - 1), vocab_size, (batch, width), generator=generator)
     mask = torch.ones(batch, width, dtype=torch.long)
     for row in range(1, batch):
         mask[row, width - row * width // (batch + 1) :] = 0
@@ -252,7 +278,7 @@ def _torch_export(weights: Any, path: Path, input_names: tuple[str, ...]) -> Non
     import torch
 
     wrapper = _logits_only(weights.float().eval(), input_names)
-    sample = _sample_inputs(input_names, 2, 16)
+    sample = _sample_inputs(input_names, 2, 16, weights.config.vocab_size)
     axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
     axes["logits"] = {0: "batch"}
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
@@ -280,7 +306,7 @@ def _check_against_torch(weights: Any, path: Path, input_names: tuple[str, ...])
     ort = require("onnxruntime", extra="onnx", feature="The ONNX backend")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch, width in ((1, 7), (5, 40)):
-        sample = _sample_inputs(input_names, batch, width)
+        sample = _sample_inputs(input_names, batch, width, weights.config.vocab_size)
         with torch.no_grad():
             expected = weights(**sample).logits.float().numpy()
         (got,) = session.run(["logits"], {k: v.numpy() for k, v in sample.items()})

@@ -118,6 +118,10 @@ class CrossEncoderScorer:
             msg = "onnx_quantize=True needs backend='onnx'; the torch backend does not quantize."
             raise ValueError(msg)
         resolved_device = resolve_device(device)
+        if backend == "onnx":
+            from rerank_plugins.scorer._onnx import onnx_device
+
+            resolved_device = onnx_device(device, resolved_device)
         resolved_dtype = resolve_dtype(dtype, resolved_device)
         explicit_dtype = (dtype or "auto").lower() != "auto"
         if backend == "onnx" and explicit_dtype and resolved_dtype != "float32":
