@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -106,7 +107,7 @@ def test_serve_rejects_bad_arguments(argv, error, capsys):
 # A stand-in for `rerank_plugins.get_scorer`, so that the subprocess needs no model.
 _SCRIPT = textwrap.dedent(
     """
-    import argparse, asyncio, sys
+    import argparse, asyncio, os, sys
 
     import rerank_plugins
     from rerank_plugins._results import RankResult
@@ -131,7 +132,8 @@ _SCRIPT = textwrap.dedent(
     def get_scorer(model, **options):
         if model == "broken":
             raise rerank_plugins.errors.ModelLoadError("broken is not a cross-encoder")
-        print("OPTIONS", sorted(options.items()), flush=True)
+        with open(os.environ["OPTIONS_FILE"], "w") as file:
+            file.write(repr(sorted(options.items())))
         return LengthScorer(model)
 
 
@@ -149,8 +151,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _start(*argv: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def _start(*argv: str, options_file: Path | None = None) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OPTIONS_FILE": str(options_file or os.devnull)}
     env.pop("RERANK_PLUGINS_API_KEY", None)
     return subprocess.Popen(
         [sys.executable, "-c", _SCRIPT, "serve", *argv],
@@ -177,12 +179,13 @@ def _wait_for_health(base_url: str, process: subprocess.Popen[str], timeout: flo
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM semantics differ on Windows")
-def test_serve_process_serves_and_shuts_down_gracefully_on_sigterm():
+def test_serve_process_serves_and_shuts_down_gracefully_on_sigterm(tmp_path: Path):
     """A request in flight when SIGTERM arrives still gets its answer."""
     port = _free_port()
+    options_file = tmp_path / "options.txt"
     process = _start(
         "--model", "org/model", "--port", str(port), "--api-key", "k", "--device", "cpu",
-        "--max-length", "128",
+        "--max-length", "128", options_file=options_file,
     )  # fmt: skip
     base_url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": "Bearer k"}
@@ -216,7 +219,7 @@ def test_serve_process_serves_and_shuts_down_gracefully_on_sigterm():
     assert response.status_code == 200, response.text
     assert [r["index"] for r in response.json()["results"]] == [1, 2, 0]
     assert response.json()["model"] == "org/model"
-    assert "OPTIONS [('device', 'cpu'), ('max_length', 128)]" in output
+    assert options_file.read_text() == "[('device', 'cpu'), ('max_length', 128)]"
     assert [r.status_code for r in in_flight] == [200]
     assert "Application shutdown complete." in output
     # uvicorn re-raises the signal after its graceful shutdown, so the process ends as
