@@ -210,7 +210,7 @@ def load_cross_encoder(
         model=loaded,
         device=torch_device,
         dtype=torch_dtype,
-        max_length=_resolve_max_length(max_length, tokenizer, config),
+        max_length=resolve_max_length(max_length, tokenizer, config),
         activation=resolve_activation(
             activation,
             config,
@@ -316,11 +316,6 @@ def _common_kwargs(
     }
 
 
-def resolve_max_length(requested: int | None, tokenizer: Any, config: Any) -> int:
-    """Public alias of :func:`_resolve_max_length` for the other backends."""
-    return _resolve_max_length(requested, tokenizer, config)
-
-
 def saved_activation(
     source: str, *, revision: str | None, local_files_only: bool, token: str | bool | None
 ) -> str | None:
@@ -348,7 +343,7 @@ def saved_activation(
     return value if isinstance(value, str) else None
 
 
-def _resolve_max_length(requested: int | None, tokenizer: Any, config: Any) -> int:
+def resolve_max_length(requested: int | None, tokenizer: Any, config: Any) -> int:
     """Explicit value > tokenizer's ``model_max_length`` > positions; never past positions."""
     positions = getattr(config, "max_position_embeddings", None)
     if positions is not None and getattr(config, "model_type", "") in {"xlm-roberta", "roberta"}:
