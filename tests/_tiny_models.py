@@ -287,7 +287,7 @@ _BODIES: dict[tuple[str, int], _Body] = {}
 
 
 @contextlib.contextmanager
-def _isolated_torch(seed: int) -> Iterator[None]:
+def isolated_torch(seed: int) -> Iterator[None]:
     """Seed torch and use one thread for a build, restoring the RNG and thread count after.
 
     Two threads were no faster for matrices this small on a 2-core machine (and far slower
@@ -537,7 +537,7 @@ def _trained_body(kind: Literal["bert", "xlmr"], seed: int) -> _Body:
     """Train (once per process) the one-logit model of ``kind`` for ``seed``."""
     key = (kind, seed)
     if key not in _BODIES:
-        with tempfile.TemporaryDirectory() as tmp, _isolated_torch(seed):
+        with tempfile.TemporaryDirectory() as tmp, isolated_torch(seed):
             workdir = Path(tmp)
             if kind == "bert":
                 tokenizer = _bert_tokenizer(workdir)
@@ -575,7 +575,7 @@ def _build(
     if num_labels < 1:
         raise ValueError(f"num_labels must be a positive int, got {num_labels!r}.")
     body = _trained_body(kind, seed)
-    with _isolated_torch(seed + num_labels):
+    with isolated_torch(seed + num_labels):
         config = copy.deepcopy(body.config)
         config.num_labels = num_labels
         model = _model_class(kind)(config)
@@ -671,7 +671,7 @@ def build_base_model(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     """
     from transformers import BertModel
 
-    with tempfile.TemporaryDirectory() as tmp, _isolated_torch(seed):
+    with tempfile.TemporaryDirectory() as tmp, isolated_torch(seed):
         workdir = Path(tmp)
         tokenizer = _bert_tokenizer(workdir)
         model = BertModel(_bert_config(tokenizer, num_labels=1))

@@ -210,15 +210,16 @@ def load_cross_encoder(
         model=loaded,
         device=torch_device,
         dtype=torch_dtype,
-        max_length=resolve_max_length(max_length, tokenizer, config),
-        activation=resolve_activation(
-            activation,
+        **head_settings(
+            source,
             config,
-            saved_activation(
-                source, revision=revision, local_files_only=local_files_only, token=token
-            ),
+            tokenizer,
+            max_length=max_length,
+            activation=activation,
+            revision=revision,
+            local_files_only=local_files_only,
+            token=token,
         ),
-        num_labels=config.num_labels,
     )
 
 
@@ -341,6 +342,28 @@ def saved_activation(
     with open(path, encoding="utf-8") as file:
         value = json.load(file).get("activation_fn")
     return value if isinstance(value, str) else None
+
+
+def head_settings(
+    source: str,
+    config: Any,
+    tokenizer: Any,
+    *,
+    max_length: int | None,
+    activation: str | None,
+    revision: str | None,
+    local_files_only: bool,
+    token: str | bool | None,
+) -> dict[str, Any]:
+    """The ``max_length``, ``activation`` and ``num_labels`` of a LoadedModel, for any backend."""
+    saved = saved_activation(
+        source, revision=revision, local_files_only=local_files_only, token=token
+    )
+    return {
+        "max_length": resolve_max_length(max_length, tokenizer, config),
+        "activation": resolve_activation(activation, config, saved),
+        "num_labels": config.num_labels,
+    }
 
 
 def resolve_max_length(requested: int | None, tokenizer: Any, config: Any) -> int:

@@ -37,11 +37,9 @@ from rerank_plugins._optional import require
 from rerank_plugins.errors import ModelLoadError
 from rerank_plugins.scorer._loading import (
     LoadedModel,
+    head_settings,
     load_config_and_tokenizer,
     load_weights,
-    resolve_activation,
-    resolve_max_length,
-    saved_activation,
 )
 
 if TYPE_CHECKING:
@@ -185,15 +183,16 @@ def load_onnx_cross_encoder(
         model=OnnxCrossEncoder(directory / name, device=device, input_names=input_names),
         device=torch.device(device),
         dtype=torch.int8 if quantize else torch.float32,
-        max_length=resolve_max_length(max_length, tokenizer, config),
-        activation=resolve_activation(
-            activation,
+        **head_settings(
+            source,
             config,
-            saved_activation(
-                source, revision=revision, local_files_only=local_files_only, token=token
-            ),
+            tokenizer,
+            max_length=max_length,
+            activation=activation,
+            revision=revision,
+            local_files_only=local_files_only,
+            token=token,
         ),
-        num_labels=config.num_labels,
     )
 
 

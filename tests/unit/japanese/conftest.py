@@ -11,11 +11,9 @@ real ones, does not list ``token_type_ids`` in ``model_input_names``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,27 +115,12 @@ def write_mecab_vocab(workdir: Path) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Seed torch and use one thread (deterministic training); restore both afterwards."""
-    import torch
-
-    threads = torch.get_num_threads()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(threads)
-
-
 def build_mecab_bert(path: Path) -> Path:
     """Build, train and save the tiny MeCab BERT; try a few seeds until it ranks right."""
     from transformers import BertConfig, BertForSequenceClassification, BertJapaneseTokenizer
 
     for seed in _SEEDS:
-        with tempfile.TemporaryDirectory() as tmp, _seeded(seed):
+        with tempfile.TemporaryDirectory() as tmp, tiny.isolated_torch(seed):
             vocab = write_mecab_vocab(Path(tmp))
             tokenizer = BertJapaneseTokenizer(
                 str(vocab),
