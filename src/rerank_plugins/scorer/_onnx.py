@@ -9,10 +9,12 @@
 3. On a miss, the weights load in fp32 with ``attn_implementation="eager"`` (a graph
    exported from ``sdpa`` attention is one that onnxruntime's BERT optimizer cannot fuse),
    in ``.eval()`` mode (else dropout stays on in the graph and scores are silently wrong),
-   are exported with ``torch.onnx.export``, checked against torch on other shapes than the
-   export's, fused with onnxruntime's transformer optimizer, and, with ``onnx_quantize=True``,
-   quantized to dynamic int8. Files are written to a temporary directory and renamed into
-   place, so concurrent processes never read a half-written model.
+   are exported with ``torch.onnx.export`` (BERT/RoBERTa/XLM-R with a last layer that
+   computes only the first token's row, all the classifier reads), checked against the
+   unchanged torch model on other shapes than the export's, fused with onnxruntime's
+   transformer optimizer, and, with ``onnx_quantize=True``, quantized to dynamic int8.
+   Files are written to a temporary directory and renamed into place, so concurrent
+   processes never read a half-written model.
 
 Dynamic int8 changes scores and can change rankings; measure it on your data first (see
 ``docs/guides/performance.md``). onnxruntime is imported only here, lazily.
@@ -29,6 +31,8 @@ import shutil
 import tempfile
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +45,7 @@ from rerank_plugins.scorer._loading import (
     load_config_and_tokenizer,
     load_weights,
 )
+from rerank_plugins.scorer._packed import packed_encoder
 
 if TYPE_CHECKING:
     import torch
@@ -49,7 +54,7 @@ logger = logging.getLogger(__name__)
 
 CACHE_ENV = "RERANK_PLUGINS_CACHE_DIR"
 # Bump when the export, fusion or quantization settings change, so old caches are not reused.
-_FORMAT = 1
+_FORMAT = 2
 _OPSET = 17
 # The exported graph must match torch this closely (fp32, sigmoid-free logits) on new shapes.
 _EXPORT_TOLERANCE = 1e-4
@@ -276,11 +281,17 @@ def _sample_inputs(
 def _torch_export(weights: Any, path: Path, input_names: tuple[str, ...]) -> None:
     import torch
 
-    wrapper = _logits_only(weights.float().eval(), input_names)
+    weights = weights.float().eval()
+    wrapper = _logits_only(weights, input_names)
     sample = _sample_inputs(input_names, 2, 16, weights.config.vocab_size)
     axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
     axes["logits"] = {0: "batch"}
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+    with (
+        _first_token_last_layer(weights),
+        warnings.catch_warnings(),
+        torch.inference_mode(False),
+        torch.no_grad(),
+    ):
         # The TorchScript exporter warns about traced Python values and its own deprecation;
         # _check_against_torch below is what proves the graph is right on other shapes.
         warnings.simplefilter("ignore")
@@ -295,6 +306,64 @@ def _torch_export(weights: Any, path: Path, input_names: tuple[str, ...]) -> Non
             do_constant_folding=True,
             dynamo=False,
         )
+
+
+@contextmanager
+def _first_token_last_layer(model: Any) -> Iterator[None]:
+    """Within the block, the last encoder layer computes only the first token's row.
+
+    The classifier reads only that row, so the logits are the same (the export check
+    compares with the unchanged model) and the graph skips most of a layer's work. Applies
+    to the models :func:`~rerank_plugins.scorer._packed.packed_encoder` covers.
+    """
+    if packed_encoder(model) is None:
+        yield
+        return
+    layers = getattr(model, model.base_model_prefix).encoder.layer
+    original = layers[-1]
+    layers[-1] = _first_token_layer(original, model.config.num_attention_heads)
+    try:
+        yield
+    finally:
+        layers[-1] = original
+
+
+def _first_token_layer(layer: Any, heads: int) -> Any:
+    """A BERT layer that returns only the first position: ``[batch, 1, hidden]``."""
+    import torch
+    import transformers
+
+    # transformers 4 layers return a tuple, transformers 5 layers a tensor.
+    returns_tuple = int(transformers.__version__.split(".")[0]) < 5
+
+    class FirstTokenLayer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = layer
+
+        def forward(
+            self,
+            hidden_states: torch.Tensor,
+            attention_mask: torch.Tensor | None = None,
+            *args: Any,
+            **kwargs: Any,
+        ) -> Any:
+            batch, width, hidden = hidden_states.shape
+            attention = self.layer.attention.self
+            first = hidden_states[:, :1]
+            query = attention.query(first).view(batch, 1, heads, -1).transpose(1, 2)
+            key = attention.key(hidden_states).view(batch, width, heads, -1).transpose(1, 2)
+            value = attention.value(hidden_states).view(batch, width, heads, -1).transpose(1, 2)
+            scores = torch.matmul(query, key.transpose(-1, -2)) * (hidden // heads) ** -0.5
+            if attention_mask is not None:  # eager attention's additive [batch, 1, q, k] mask
+                scores = scores + attention_mask[:, :, :1, :]
+            context = torch.matmul(torch.softmax(scores, dim=-1), value)
+            context = context.transpose(1, 2).reshape(batch, 1, hidden)
+            mixed = self.layer.attention.output(context, first)
+            out = self.layer.output(self.layer.intermediate(mixed), mixed)
+            return (out,) if returns_tuple else out
+
+    return FirstTokenLayer()
 
 
 def _check_against_torch(weights: Any, path: Path, input_names: tuple[str, ...]) -> None:

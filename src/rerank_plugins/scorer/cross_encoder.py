@@ -18,6 +18,7 @@ from rerank_plugins.scorer._loading import (
     resolve_device,
     resolve_dtype,
 )
+from rerank_plugins.scorer._packed import packed_encoder
 from rerank_plugins.scorer._windows import plan_windows, token_offsets
 from rerank_plugins.scorer._worker import Job, MicroBatcher
 
@@ -172,6 +173,8 @@ class CrossEncoderScorer:
         self.activation = loaded.activation
         self._tokenizer = loaded.tokenizer
         self._network = loaded.model
+        # BERT/RoBERTa/XLM-R run padding-free with a [CLS]-only last layer (same scores).
+        self._run_network = (backend == "torch" and packed_encoder(loaded.model)) or loaded.model
         self._num_labels = loaded.num_labels
         self._uses_token_types = _uses_token_types(loaded.tokenizer, loaded.model)
         self._pad_id = loaded.tokenizer.pad_token_id or 0
@@ -394,7 +397,7 @@ class CrossEncoderScorer:
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
         inputs = {name: self._to_device(tensor) for name, tensor in inputs.items()}
-        logits = self._network(**inputs).logits.float()
+        logits = self._run_network(**inputs).logits.float()
         raw = logits[:, 0] if self._num_labels == 1 else logits[:, 1] - logits[:, 0]
         if self.activation == "sigmoid":
             raw = torch.sigmoid(raw)

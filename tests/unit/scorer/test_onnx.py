@@ -237,3 +237,30 @@ def test_onnx_device_falls_back_to_cpu_only_for_auto(
     fake_ort.get_available_providers = lambda: providers  # type: ignore[attr-defined]
     monkeypatch.setattr(_onnx, "require", lambda *args, **kwargs: fake_ort)
     assert _onnx.onnx_device(requested, resolved) == expected
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_xlmr_2logit"])
+def test_export_runs_a_first_token_last_layer_with_the_same_logits(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = request.getfixturevalue(fixture)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, attn_implementation="eager"
+    ).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    inputs = tokenizer([QUERY] * 4, PASSAGES[:4], padding=True, return_tensors="pt")
+    assert int(inputs["attention_mask"].sum()) < inputs["attention_mask"].numel()  # padded
+    layers = model.base_model.encoder.layer
+    original = layers[-1]
+    with torch.no_grad():
+        expected = model(**inputs).logits
+        with _onnx._first_token_last_layer(model):
+            assert layers[-1] is not original
+            hidden = model.base_model(**inputs).last_hidden_state
+            got = model(**inputs).logits
+    assert hidden.shape[1] == 1  # only the first position left the last layer
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert layers[-1] is original
