@@ -75,7 +75,7 @@ class PackedEncoder:
         self._model = model
         self._head = head
         self._embeddings = base.embeddings
-        self._pooler = getattr(base, "pooler", None)
+        self._pooler: Any = getattr(base, "pooler", None)
         self._heads = model.config.num_attention_heads
         self._layers = [
             _Layer(**{name: attrgetter(path)(layer) for name, path in _LAYER_PARTS.items()})
