@@ -12,7 +12,9 @@ and return the directory it was saved to.
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +84,15 @@ def _guarded_create_connection(address: Any, *args: Any, **kwargs: Any) -> socke
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Turn on Hugging Face offline mode and block non-loopback connections for the session."""
+    """Hugging Face offline, non-loopback connections blocked, exports in a temporary cache."""
     patch = pytest.MonkeyPatch()
     config.add_cleanup(patch.undo)
     patch.setenv("HF_HUB_OFFLINE", "1")
     patch.setenv("TRANSFORMERS_OFFLINE", "1")
+    # backend="auto" exports models to ONNX on the CPU: into a session directory, not ~/.cache.
+    cache = Path(tempfile.mkdtemp(prefix="rerank-plugins-test-cache-"))
+    config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
+    patch.setenv("RERANK_PLUGINS_CACHE_DIR", str(cache))
     patch.setattr(socket.socket, "connect", _guarded_connect)
     patch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
     patch.setattr(socket, "create_connection", _guarded_create_connection)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-_SCORER_OPTIONS = ("revision", "device", "dtype", "max_length", "batch_size")
+_SCORER_OPTIONS = ("revision", "device", "dtype", "backend", "max_length", "batch_size")
 
 
 def positive_int(text: str) -> int:
@@ -34,6 +34,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--device", help="auto (default: cuda > mps > cpu), cpu, cuda[:N] or mps.")
     group.add_argument("--dtype", help="auto (default), float32, float16 or bfloat16.")
+    group.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnx"),
+        help="auto (default: ONNX Runtime for BERT/XLM-R models on the CPU, else torch), "
+        "torch or onnx.",
+    )
     group.add_argument(
         "--max-length", type=positive_int, metavar="N", help="Tokens per (query, passage) pair."
     )

@@ -17,17 +17,21 @@ def is_available(module: str) -> bool:
         return False
 
 
-def require(module: str, *, extra: str, feature: str, package: str | None = None) -> ModuleType:
+def require(
+    module: str, *, extra: str | None, feature: str, package: str | None = None
+) -> ModuleType:
     """Import ``module`` or raise :class:`MissingDependencyError` naming the pip command.
 
-    Only a missing top-level module is turned into ``MissingDependencyError``; an
+    ``extra`` is the rerank-plugins extra that installs it (None: a core dependency, named
+    itself). Only a missing top-level module is turned into ``MissingDependencyError``; an
     ``ImportError`` raised inside an installed package propagates unchanged.
     """
     if not is_available(module):
         name = package or module
+        command = f'"rerank-plugins[{extra}]"' if extra else name
         msg = (
             f"{feature} needs {name!r}, which is not installed. "
-            f'Install it with: pip install "rerank-plugins[{extra}]"'
+            f"Install it with: pip install {command}"
         )
         raise MissingDependencyError(msg, name=module)
     return importlib.import_module(module)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from dataclasses import dataclass
@@ -131,6 +132,7 @@ class LoadedModel:
     max_length: int
     activation: Activation
     num_labels: int
+    uses_token_types: bool
 
 
 def _looks_like_path(model: str) -> bool:
@@ -210,6 +212,7 @@ def load_cross_encoder(
         model=loaded,
         device=torch_device,
         dtype=torch_dtype,
+        uses_token_types=uses_token_types(tokenizer, loaded),
         **head_settings(
             source,
             config,
@@ -384,3 +387,21 @@ def resolve_max_length(requested: int | None, tokenizer: Any, config: Any) -> in
     if isinstance(from_tokenizer, int) and 0 < from_tokenizer < 100_000:
         return min(from_tokenizer, limit)
     return limit
+
+
+def uses_token_types(tokenizer: Any, network: Any) -> bool:
+    """Tell whether the model reads segment ids (``token_type_ids``) for the passage.
+
+    transformers 5 dropped ``token_type_ids`` from the default ``model_input_names`` of
+    Python tokenizers, so ``BertJapaneseTokenizer`` (the MeCab tokenizer of
+    ``japanese-reranker-cross-encoder-base-v1``/``large-v1``) no longer returns them,
+    although those BERT models were trained with them (transformers 4 sent them). A model
+    with a segment embedding that accepts them gets them.
+    """
+    if "token_type_ids" in tokenizer.model_input_names:
+        return True
+    config = getattr(network, "config", None)
+    forward = getattr(network, "forward", None)
+    if getattr(config, "type_vocab_size", 1) < 2 or not callable(forward):
+        return False
+    return "token_type_ids" in inspect.signature(forward).parameters

@@ -37,15 +37,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rerank_plugins._optional import require
+from rerank_plugins._optional import is_available, require
 from rerank_plugins.errors import ModelLoadError
 from rerank_plugins.scorer._loading import (
     LoadedModel,
     head_settings,
     load_config_and_tokenizer,
     load_weights,
+    uses_token_types,
 )
-from rerank_plugins.scorer._packed import packed_encoder
+from rerank_plugins.scorer._packed import covers, packed_encoder
 
 if TYPE_CHECKING:
     import torch
@@ -59,6 +60,8 @@ _OPSET = 17
 # The exported graph must match torch this closely (fp32, sigmoid-free logits) on new shapes.
 _EXPORT_TOLERANCE = 1e-4
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".msgpack", ".h5")
+# backend="auto" exports models up to this size (fp32 weights under protobuf's 2 GB limit).
+_AUTO_MAX_PARAMETERS = 400_000_000
 _export_lock = threading.Lock()
 
 
@@ -81,7 +84,7 @@ def onnx_device(requested: str | None, resolved: str) -> str:
     if (requested or "auto").lower() != "auto":
         return resolved
     if resolved.startswith("cuda"):
-        ort = require("onnxruntime", extra="onnx", feature="The ONNX backend")
+        ort = require("onnxruntime", extra=None, feature="The ONNX backend")
         if "CUDAExecutionProvider" in ort.get_available_providers():
             return resolved
     return "cpu"
@@ -114,10 +117,10 @@ class OnnxCrossEncoder:
     Inputs are torch tensors on the CPU; outputs are fp32 torch tensors on the CPU.
     """
 
-    def __init__(self, path: Path, *, device: str, input_names: tuple[str, ...]) -> None:
+    def __init__(self, path: Path, *, device: str) -> None:
         import torch
 
-        ort = require("onnxruntime", extra="onnx", feature="The ONNX backend")
+        ort = require("onnxruntime", extra=None, feature="The ONNX backend")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers: list[Any] = ["CPUExecutionProvider"]
@@ -136,14 +139,16 @@ class OnnxCrossEncoder:
             raise ValueError(msg)
         self.path = path
         self.device = torch.device("cpu")
-        self._input_names = input_names
+        # One thread count for both backends: torch.set_num_threads / OMP_NUM_THREADS.
+        options.intra_op_num_threads = torch.get_num_threads()
         self._session = ort.InferenceSession(str(path), options, providers=providers)
+        self.input_names = tuple(node.name for node in self._session.get_inputs())
 
     def __call__(self, **inputs: torch.Tensor) -> _Output:
         """Run one padded batch; unknown inputs (e.g. unused ``token_type_ids``) are dropped."""
         import torch
 
-        feed = {name: inputs[name].numpy() for name in self._input_names if name in inputs}
+        feed = {name: inputs[name].numpy() for name in self.input_names if name in inputs}
         (logits,) = self._session.run(["logits"], feed)
         return _Output(torch.from_numpy(logits))
 
@@ -159,12 +164,20 @@ def load_onnx_cross_encoder(
     local_files_only: bool,
     trust_remote_code: bool,
     token: str | bool | None = None,
-) -> LoadedModel:
-    """Load ``model`` as an onnxruntime session, exporting (and caching) it on first use."""
+    auto: bool = False,
+) -> LoadedModel | None:
+    """Load ``model`` as an onnxruntime session, exporting (and caching) it on first use.
+
+    With ``auto`` (``backend="auto"``), return None where the torch backend should run
+    instead: onnxruntime is missing, the model is not a BERT/RoBERTa/XLM-R classifier of up
+    to 400M parameters (the exports this module shortens and tests), or its export fails.
+    """
     import torch
 
-    require("onnxruntime", extra="onnx", feature="The ONNX backend")
-    require("onnx", extra="onnx", feature="The ONNX backend")
+    if auto and not (is_available("onnxruntime") and is_available("onnx")):
+        return None
+    require("onnxruntime", extra=None, feature="The ONNX backend")
+    require("onnx", extra=None, feature="The ONNX backend")
     common: dict[str, Any] = {
         "revision": revision,
         "local_files_only": local_files_only,
@@ -172,22 +185,46 @@ def load_onnx_cross_encoder(
         "token": token,
     }
     source, config, tokenizer = load_config_and_tokenizer(model, **common)
-    uses_types = "token_type_ids" in tokenizer.model_input_names
-    input_names = ("input_ids", "attention_mask", *(("token_type_ids",) if uses_types else ()))
+    if auto and not (covers(config) and _parameters(config) <= _AUTO_MAX_PARAMETERS):
+        return None
     directory = cache_root() / cache_key(model, revision, _files_dir(source, common))
     name = "model.int8.onnx" if quantize else "model.onnx"
-    if not (directory / name).is_file():
+    path = directory / name
+    if not path.is_file():
         with _export_lock:
-            if not (directory / name).is_file():
+            if not path.is_file():
+                # Errors loading the weights are the model's: torch would raise them too.
                 weights = load_weights(model, source, config, attn_implementation="eager", **common)
-                _export(weights, config, directory, input_names=input_names, quantize=quantize)
-                del weights
-    logger.info("Loading the ONNX model %s", directory / name)
+                types = ("token_type_ids",) if uses_token_types(tokenizer, weights) else ()
+                try:
+                    _export(
+                        weights,
+                        config,
+                        directory,
+                        input_names=("input_ids", "attention_mask", *types),
+                        quantize=quantize,
+                    )
+                except Exception as err:
+                    if not auto:
+                        raise
+                    logger.warning("Could not export %r to ONNX (%s); using torch.", model, err)
+                    return None
+                finally:
+                    del weights
+    logger.info("Loading the ONNX model %s", path)
+    try:
+        network = OnnxCrossEncoder(path, device=device)
+    except Exception as err:
+        if not auto:
+            raise
+        logger.warning("Could not load the ONNX model %s (%s); using torch.", path, err)
+        return None
     return LoadedModel(
         tokenizer=tokenizer,
-        model=OnnxCrossEncoder(directory / name, device=device, input_names=input_names),
+        model=network,
         device=torch.device(device),
         dtype=torch.int8 if quantize else torch.float32,
+        uses_token_types="token_type_ids" in network.input_names,
         **head_settings(
             source,
             config,
@@ -199,6 +236,14 @@ def load_onnx_cross_encoder(
             token=token,
         ),
     )
+
+
+def _parameters(config: Any) -> int:
+    """About how many weights a BERT-family encoder of this config has."""
+    hidden, layers = config.hidden_size, config.num_hidden_layers
+    positions = config.max_position_embeddings + getattr(config, "type_vocab_size", 0)
+    embeddings = (config.vocab_size + positions) * hidden
+    return int(embeddings + layers * (4 * hidden * hidden + 2 * hidden * config.intermediate_size))
 
 
 def _files_dir(source: str, common: dict[str, Any]) -> Path | None:
@@ -371,7 +416,7 @@ def _check_against_torch(weights: Any, path: Path, input_names: tuple[str, ...])
     import numpy as np
     import torch
 
-    ort = require("onnxruntime", extra="onnx", feature="The ONNX backend")
+    ort = require("onnxruntime", extra=None, feature="The ONNX backend")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch, width in ((1, 7), (5, 40)):
         sample = _sample_inputs(input_names, batch, width, weights.config.vocab_size)

@@ -28,6 +28,7 @@ _HEADS = {
     "RobertaForSequenceClassification": "features",
     "XLMRobertaForSequenceClassification": "features",
 }
+_MODEL_TYPES = ("bert", "roberta", "xlm-roberta")
 
 # Where each part of a BERT/RoBERTa encoder layer lives (the same in transformers 4 and 5).
 _LAYER_PARTS = {
@@ -139,15 +140,23 @@ class PackedEncoder:
         return Logits(self._model.classifier(features))
 
 
+def covers(config: Any) -> bool:
+    """Tell from its config alone whether a model is one :func:`packed_encoder` can run."""
+    auto_map = getattr(config, "auto_map", None) or {}
+    return (
+        getattr(config, "model_type", None) in _MODEL_TYPES
+        and "AutoModelForSequenceClassification" not in auto_map
+        and not getattr(config, "is_decoder", False)
+        and not getattr(config, "add_cross_attention", False)
+        and getattr(config, "position_embedding_type", "absolute") == "absolute"
+    )
+
+
 def packed_encoder(model: Any) -> PackedEncoder | None:
     """Wrap ``model`` if it is a standard BERT/RoBERTa/XLM-R sequence classifier, else None."""
     head = _HEADS.get(type(model).__name__)
     config = getattr(model, "config", None)
-    if head is None or config is None:
-        return None
-    if config.is_decoder or getattr(config, "add_cross_attention", False):
-        return None
-    if getattr(config, "position_embedding_type", "absolute") != "absolute":
+    if head is None or config is None or not covers(config):
         return None
     base = getattr(model, getattr(model, "base_model_prefix", ""), None)
     if base is None or (head == "pooler" and getattr(base, "pooler", None) is None):

@@ -52,7 +52,7 @@ def clear_scorers() -> None:
 
 
 def _cache_key(model: str, options: dict[str, Any]) -> tuple[Any, ...]:
-    """Normalise what does not change the loaded model: "auto" device/dtype, relative paths."""
+    """Normalise what does not change the loaded model: "auto" options, relative paths."""
     if not isinstance(model, str) or not model.strip():
         msg = f"model must be a hub id or a local path, got {model!r}."
         raise ValueError(msg)
@@ -61,5 +61,7 @@ def _cache_key(model: str, options: dict[str, Any]) -> tuple[Any, ...]:
     normalised = dict(options)
     device = resolve_device(normalised.pop("device", "auto"))
     dtype = resolve_dtype(normalised.pop("dtype", "auto"), device)
+    if normalised.get("backend") == "auto":
+        del normalised["backend"]
     rest = tuple(sorted((name, repr(value)) for name, value in normalised.items()))
     return identity, device, dtype, rest

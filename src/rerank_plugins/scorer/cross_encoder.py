@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import inspect
 import logging
 import threading
 from collections.abc import Sequence
@@ -65,10 +64,12 @@ class CrossEncoderScorer:
         window_stride: Tokens between window starts; defaults to half a window.
         max_wait_ms: How long the worker waits for concurrent calls to join a batch.
         max_queue: Most waiting calls before new ones get ``OverloadedError``.
-        backend: ``"torch"`` (default) or ``"onnx"``: ONNX Runtime with fused attention,
+        backend: ``"auto"`` (default): ONNX Runtime for BERT, RoBERTa and XLM-R models of
+            up to 400M parameters scored on the CPU in fp32 (same scores, faster), torch
+            otherwise or if the export fails. ``"onnx"``: ONNX Runtime with fused attention,
             exported on first use and cached under ``$RERANK_PLUGINS_CACHE_DIR`` (default
-            ``~/.cache/rerank-plugins``); needs ``pip install "rerank-plugins[onnx]"``. It
-            runs in fp32 (``dtype`` ``"auto"`` or ``"float32"``) and gives the same scores.
+            ``~/.cache/rerank-plugins``); it runs in fp32 and gives the same scores as
+            torch. ``"torch"``: transformers' model, on any device and dtype.
         onnx_quantize: With ``backend="onnx"``, run a dynamic int8 quantization of the
             model: faster on CPU, but scores move and rankings can change. Measure it on
             your data before relying on it (``benchmarks/throughput.py`` reports agreement).
@@ -93,7 +94,7 @@ class CrossEncoderScorer:
         window_stride: int | None = None,
         max_wait_ms: float = 2.0,
         max_queue: int = 10_000,
-        backend: str = "torch",
+        backend: str = "auto",
         onnx_quantize: bool = False,
     ) -> None:
         if not isinstance(model, str) or not model.strip():
@@ -109,8 +110,8 @@ class CrossEncoderScorer:
         self.window_stride = (
             None if window_stride is None else _positive_int("window_stride", window_stride, 0)
         )
-        if backend not in ("torch", "onnx"):
-            msg = f"backend must be 'torch' or 'onnx', got {backend!r}."
+        if backend not in ("auto", "torch", "onnx"):
+            msg = f"backend must be 'auto', 'torch' or 'onnx', got {backend!r}."
             raise ValueError(msg)
         if not isinstance(onnx_quantize, bool):
             msg = f"onnx_quantize must be True or False, got {onnx_quantize!r}."
@@ -138,7 +139,10 @@ class CrossEncoderScorer:
         self.max_batch_tokens = _positive_int(
             "max_batch_tokens", max_batch_tokens, _GPU_BATCH_TOKENS if on_gpu else _CPU_BATCH_TOKENS
         )
-        if backend == "onnx":
+        loaded = None
+        if backend == "onnx" or (
+            backend == "auto" and resolved_device == "cpu" and resolved_dtype == "float32"
+        ):
             from rerank_plugins.scorer._onnx import load_onnx_cross_encoder
 
             loaded = load_onnx_cross_encoder(
@@ -151,8 +155,10 @@ class CrossEncoderScorer:
                 local_files_only=local_files_only,
                 trust_remote_code=trust_remote_code,
                 token=token,
+                auto=backend == "auto",
             )
-        else:
+        chosen = "torch" if loaded is None else "onnx"
+        if loaded is None:
             loaded = load_cross_encoder(
                 model,
                 revision=revision,
@@ -165,7 +171,7 @@ class CrossEncoderScorer:
                 token=token,
             )
         self.model = model
-        self.backend = backend
+        self.backend = chosen
         self.revision = revision
         self.device = str(loaded.device)
         self.dtype = str(loaded.dtype).removeprefix("torch.")
@@ -174,9 +180,9 @@ class CrossEncoderScorer:
         self._tokenizer = loaded.tokenizer
         self._network = loaded.model
         # BERT/RoBERTa/XLM-R run padding-free with a [CLS]-only last layer (same scores).
-        self._run_network = (backend == "torch" and packed_encoder(loaded.model)) or loaded.model
+        self._run_network = (chosen == "torch" and packed_encoder(loaded.model)) or loaded.model
         self._num_labels = loaded.num_labels
-        self._uses_token_types = _uses_token_types(loaded.tokenizer, loaded.model)
+        self._uses_token_types = loaded.uses_token_types
         self._pad_id = loaded.tokenizer.pad_token_id or 0
         self._pair_specials = loaded.tokenizer.num_special_tokens_to_add(pair=True)
         # The worker owns self._tokenizer; callers that count tokens use this copy instead,
@@ -409,24 +415,6 @@ class CrossEncoderScorer:
         if self._network.device.type == "cuda":
             return tensor.pin_memory().to(self._network.device, non_blocking=True)
         return tensor.to(self._network.device)
-
-
-def _uses_token_types(tokenizer: Any, network: Any) -> bool:
-    """Tell whether the model reads segment ids (``token_type_ids``) for the passage.
-
-    transformers 5 dropped ``token_type_ids`` from the default ``model_input_names`` of
-    Python tokenizers, so ``BertJapaneseTokenizer`` (the MeCab tokenizer of
-    ``japanese-reranker-cross-encoder-base-v1``/``large-v1``) no longer returns them,
-    although those BERT models were trained with them (transformers 4 sent them). A model
-    with a segment embedding that accepts them gets them.
-    """
-    if "token_type_ids" in tokenizer.model_input_names:
-        return True
-    config = getattr(network, "config", None)
-    forward = getattr(network, "forward", None)
-    if getattr(config, "type_vocab_size", 1) < 2 or not callable(forward):
-        return False
-    return "token_type_ids" in inspect.signature(forward).parameters
 
 
 def _positive_int(name: str, value: int | None, default: int) -> int:

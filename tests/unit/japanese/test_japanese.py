@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from rerank_plugins import CrossEncoderScorer, get_scorer
+from rerank_plugins._optional import is_available
 from rerank_plugins._text import split_sentences
 from rerank_plugins.cli import main as cli_main
 from rerank_plugins.errors import MissingDependencyError
@@ -85,15 +86,31 @@ def test_mecab_scores_equal_sentence_transformers(tiny_ja_mecab_bert: Path) -> N
         np.testing.assert_allclose(ours, reference, atol=1e-5, rtol=0)
 
 
-def test_mecab_model_gets_segment_ids(tiny_ja_mecab_bert: Path) -> None:
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "torch",
+        pytest.param(
+            "onnx",
+            marks=pytest.mark.skipif(
+                not (is_available("onnxruntime") and is_available("onnx")),
+                reason="onnxruntime is not installed",
+            ),
+        ),
+    ],
+)
+def test_mecab_model_gets_segment_ids(
+    tiny_ja_mecab_bert: Path, backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Regression: under transformers 5 BertJapaneseTokenizer stopped returning token_type_ids.
 
     transformers 5 dropped ``token_type_ids`` from the default ``model_input_names`` of
     Python tokenizers, so the passage was encoded as segment 0, unlike in training, and
     the scores of base-v1/large-v1 changed. The scorer sends segment ids to any model with
-    a segment embedding.
+    a segment embedding, and the ONNX export takes them as an input.
     """
-    scorer = CrossEncoderScorer(str(tiny_ja_mecab_bert), device="cpu")
+    monkeypatch.setenv("RERANK_PLUGINS_CACHE_DIR", str(tmp_path))
+    scorer = CrossEncoderScorer(str(tiny_ja_mecab_bert), device="cpu", backend=backend)
     query, passages, _ = JA_RANKING_CASES[3]
     ours = np.array(scorer.score(query, passages))
     with_segments = st_reference(tiny_ja_mecab_bert, query, passages, segments=True)
