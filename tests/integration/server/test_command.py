@@ -44,6 +44,7 @@ def test_serve_defaults():
         "api_key": None,
         "device": None,
         "dtype": None,
+        "backend": None,
         "max_length": None,
         "batch_size": None,
         "max_documents": 1000,
@@ -55,18 +56,19 @@ def test_serve_defaults():
 def test_serve_all_options():
     argv = [
         "serve", "--model", "./m", "--host", "0.0.0.0", "--port", "9000", "--api-key", "k",
-        "--device", "cuda:1", "--dtype", "bfloat16", "--max-length", "256",
+        "--device", "cuda:1", "--dtype", "bfloat16", "--backend", "torch", "--max-length", "256",
         "--batch-size", "16", "--max-documents", "50", "--max-document-chars", "4000",
         "--log-level", "debug",
     ]  # fmt: skip
     args = _parser().parse_args(argv)
 
-    assert (args.host, args.port, args.api_key, args.device, args.dtype) == (
+    assert (args.host, args.port, args.api_key, args.device, args.dtype, args.backend) == (
         "0.0.0.0",
         9000,
         "k",
         "cuda:1",
         "bfloat16",
+        "torch",
     )
     assert (args.max_length, args.batch_size, args.max_documents, args.max_document_chars) == (
         256,

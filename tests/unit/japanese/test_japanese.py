@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from rerank_plugins import CrossEncoderScorer, get_scorer
-from rerank_plugins._optional import is_available
 from rerank_plugins._text import split_sentences
 from rerank_plugins.cli import main as cli_main
 from rerank_plugins.errors import MissingDependencyError
@@ -86,19 +85,7 @@ def test_mecab_scores_equal_sentence_transformers(tiny_ja_mecab_bert: Path) -> N
         np.testing.assert_allclose(ours, reference, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [
-        "torch",
-        pytest.param(
-            "onnx",
-            marks=pytest.mark.skipif(
-                not (is_available("onnxruntime") and is_available("onnx")),
-                reason="onnxruntime is not installed",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
 def test_mecab_model_gets_segment_ids(
     tiny_ja_mecab_bert: Path, backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -132,8 +132,8 @@ def test_other_models_run_through_transformers(model: object) -> None:
     assert packed_encoder(model()) is None  # type: ignore[operator]
 
 
-def test_scorer_uses_it_for_torch_only(tiny_bert: Path) -> None:
-    scorer = CrossEncoderScorer(str(tiny_bert), device="cpu")
+def test_torch_scorer_runs_bert_through_it(tiny_bert: Path) -> None:
+    scorer = CrossEncoderScorer(str(tiny_bert), device="cpu", backend="torch")
     try:
         assert isinstance(scorer._run_network, PackedEncoder)
     finally:
