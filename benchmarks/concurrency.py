@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     model = c.build_models(["minilm-l6"])["minilm-l6"]
     requests = c.make_requests("realistic", THREADS * rounds + 1, model_dir=model, corpus=corpus)
     requests = [c.Request(r.query, r.passages[:passages]) for r in requests]
-    ours = s.load("ours fp32", model)
+    ours = s.load("ours default", model)
     st = s.load("sentence-transformers", model)
 
     def our_scores(request: c.Request) -> list[float]:
