@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Register the ``eval`` subcommand (its handler is :func:`run`, set as ``func``)."""
     parser = subparsers.add_parser(
         "eval",
-        help="measure a reranker (nDCG, MRR, MAP, Recall) on a retrieval data set",
+        help="Measure a reranker (nDCG, MRR, MAP, Recall) on a retrieval data set.",
         description=_DESCRIPTION,
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -45,52 +45,53 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--data",
         required=True,
         metavar="PATH",
-        help="a file, directory or glob (for example 'JaQuAD/jaquad_dev_*.json')",
+        help="A file, directory or glob (for example 'JaQuAD/jaquad_dev_*.json').",
     )
     data.add_argument(
         "--format",
         required=True,
         choices=FORMATS,
-        help="squad (SQuAD/JSQuAD/JaQuAD JSON), beir (a BEIR directory), jqara (candidates "
-        "with labels per query, JSONL/CSV) or dpr (question + ctxs JSONL, e.g. NQ-open)",
+        help="Data format: squad (SQuAD/JSQuAD/JaQuAD JSON), beir (a BEIR directory), jqara "
+        "(candidates with labels per query, JSONL/CSV) or dpr (question + ctxs JSONL, "
+        "e.g. NQ-open).",
     )
     data.add_argument(
-        "--split", default="test", help="BEIR qrels split, qrels/SPLIT.tsv (default: test)"
+        "--split", default="test", help="BEIR qrels split, qrels/SPLIT.tsv (default: test)."
     )
     data.add_argument(
-        "--limit", type=positive_int, metavar="N", help="evaluate only the first N queries"
+        "--limit", type=positive_int, metavar="N", help="Evaluate only the first N queries."
     )
     stage = parser.add_argument_group("first stage")
     stage.add_argument(
         "--first-stage",
         choices=("bm25", "none"),
         default="bm25",
-        help="bm25 over the whole corpus, or none: the data set's own candidates (default: bm25)",
+        help="bm25 (default): BM25 over the whole corpus; none: the data set's own candidates.",
     )
     stage.add_argument(
         "--top-k",
         type=positive_int,
         default=100,
         metavar="K",
-        help="candidates per query to rerank (default: 100)",
+        help="Candidates per query to rerank (default: 100).",
     )
     stage.add_argument(
         "--bm25-tokenizer",
         choices=TOKENIZERS,
         default="auto",
-        help="auto: fugashi for Japanese when installed, else character bigrams (default)",
+        help="auto (default): fugashi for Japanese when installed, else character bigrams.",
     )
     add_model_options(parser)
     output = parser.add_argument_group("output")
     output.add_argument(
-        "--json", metavar="OUT", help="write the report as JSON to OUT ('-' for stdout)"
+        "--json", metavar="OUT", help="Write the report as JSON to OUT ('-' for stdout)."
     )
     output.add_argument(
         "--save-run",
         metavar="DIR",
-        help="write first_stage.run, reranked.run and qrels.txt (TREC format) into DIR",
+        help="Write first_stage.run, reranked.run and qrels.txt (TREC format) into DIR.",
     )
-    output.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    output.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
     parser.set_defaults(func=run)
 
 

@@ -113,8 +113,9 @@ class PackedEncoder:
                 rows = full
             return rows.view(batch, width, self._heads, -1).transpose(1, 2)
 
-        def attend(query: torch.Tensor, layer: _Layer) -> torch.Tensor:
-            keys, values = to_heads(layer.key(hidden)), to_heads(layer.value(hidden))
+        def attend(query: torch.Tensor, rows: torch.Tensor, layer: _Layer) -> torch.Tensor:
+            """The attention output for ``query`` over the packed ``rows`` of this layer."""
+            keys, values = to_heads(layer.key(rows)), to_heads(layer.value(rows))
             return torch.nn.functional.scaled_dot_product_attention(
                 query, keys, values, attn_mask=key_mask
             )
@@ -124,7 +125,7 @@ class PackedEncoder:
             return layer.out_norm(layer.out(layer.activation(layer.intermediate(mixed))) + mixed)
 
         for layer in self._layers[:-1]:
-            context = attend(to_heads(layer.query(hidden)), layer)
+            context = attend(to_heads(layer.query(hidden)), hidden, layer)
             context = context.transpose(1, 2).reshape(batch * width, hidden_size)
             if flat is not None:
                 context = context[flat]
@@ -133,7 +134,7 @@ class PackedEncoder:
         last = self._layers[-1]
         first = hidden[first_tokens]
         query = last.query(first).view(batch, 1, self._heads, -1).transpose(1, 2)
-        context = attend(query, last).reshape(batch, hidden_size)
+        context = attend(query, hidden, last).reshape(batch, hidden_size)
         features = feed_forward(context, first, last)[:, None, :]
         if self._head == "pooler":
             return Logits(self._model.classifier(self._pooler(features)))

@@ -55,17 +55,22 @@ def test_logits_equal_transformers(
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
-def test_single_layer_model_uses_the_first_token_shortcut_in_its_only_layer() -> None:
-    config = BertConfig(
-        vocab_size=50,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        num_labels=2,
-    )
+def _one_layer_bert(**config: object) -> BertForSequenceClassification:
+    """A random one-layer BERT classifier; ``config`` overrides its settings."""
     torch.manual_seed(0)
-    model = BertForSequenceClassification(config).eval()
+    settings: dict[str, object] = {
+        "vocab_size": 50,
+        "hidden_size": 16,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 32,
+        **config,
+    }
+    return BertForSequenceClassification(BertConfig(**settings)).eval()
+
+
+def test_single_layer_model_uses_the_first_token_shortcut_in_its_only_layer() -> None:
+    model = _one_layer_bert(num_labels=2)
     ids = torch.randint(5, 50, (3, 9))
     mask = torch.ones_like(ids)
     mask[1, 6:] = 0
@@ -101,31 +106,10 @@ def test_bfloat16_weights_stay_close_to_transformers(tiny_bert: Path) -> None:
             id="other-architecture",
         ),
         pytest.param(
-            lambda: BertForSequenceClassification(
-                BertConfig(
-                    vocab_size=50,
-                    hidden_size=16,
-                    num_hidden_layers=1,
-                    num_attention_heads=2,
-                    intermediate_size=32,
-                    position_embedding_type="relative_key",
-                )
-            ),
+            lambda: _one_layer_bert(position_embedding_type="relative_key"),
             id="relative-positions",
         ),
-        pytest.param(
-            lambda: BertForSequenceClassification(
-                BertConfig(
-                    vocab_size=50,
-                    hidden_size=16,
-                    num_hidden_layers=1,
-                    num_attention_heads=2,
-                    intermediate_size=32,
-                    is_decoder=True,
-                )
-            ),
-            id="decoder",
-        ),
+        pytest.param(lambda: _one_layer_bert(is_decoder=True), id="decoder"),
     ],
 )
 def test_other_models_run_through_transformers(model: object) -> None:
