@@ -6,7 +6,9 @@
 2. The export is looked up in a cache directory keyed by the model id or path, the revision
    and a fingerprint of the saved files (the hub snapshot's commit, or the size and mtime of
    a local directory's weights), so a retrained local model is exported again.
-3. On a miss, the weights load in fp32 with ``attn_implementation="eager"`` (a graph
+3. On a miss, a child process (``python -m rerank_plugins.scorer._onnx``: the optimizer
+   peaks at about ten times the fp32 weights, memory the caller would otherwise keep) loads
+   the weights in fp32 with ``attn_implementation="eager"`` (a graph
    exported from ``sdpa`` attention is one that onnxruntime's BERT optimizer cannot fuse),
    in ``.eval()`` mode (else dropout stays on in the graph and scores are silently wrong),
    are exported with ``torch.onnx.export`` (BERT/RoBERTa/XLM-R with a last layer that
@@ -28,6 +30,9 @@ import logging
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import warnings
@@ -60,8 +65,9 @@ _OPSET = 17
 # The exported graph must match torch this closely (fp32, sigmoid-free logits) on new shapes.
 _EXPORT_TOLERANCE = 1e-4
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".msgpack", ".h5")
-# backend="auto" exports models up to this size (fp32 weights under protobuf's 2 GB limit).
-_AUTO_MAX_PARAMETERS = 400_000_000
+# backend="auto" exports models up to this size. The export peaks at ~10x the fp32 weights
+# (BERT-base, 110M parameters: 4.3 GB for ~40 s, measured), in a child process.
+_AUTO_MAX_PARAMETERS = 150_000_000
 _export_lock = threading.Lock()
 
 
@@ -193,24 +199,13 @@ def load_onnx_cross_encoder(
     if not path.is_file():
         with _export_lock:
             if not path.is_file():
-                # Errors loading the weights are the model's: torch would raise them too.
-                weights = load_weights(model, source, config, attn_implementation="eager", **common)
-                types = ("token_type_ids",) if uses_token_types(tokenizer, weights) else ()
                 try:
-                    _export(
-                        weights,
-                        config,
-                        directory,
-                        input_names=("input_ids", "attention_mask", *types),
-                        quantize=quantize,
-                    )
-                except Exception as err:
+                    _run_export(model, source, common, directory, quantize)
+                except ModelLoadError as err:
                     if not auto:
                         raise
-                    logger.warning("Could not export %r to ONNX (%s); using torch.", model, err)
+                    logger.warning("%s; using the torch backend instead.", err)
                     return None
-                finally:
-                    del weights
     logger.info("Loading the ONNX model %s", path)
     try:
         network = OnnxCrossEncoder(path, device=device)
@@ -236,6 +231,71 @@ def load_onnx_cross_encoder(
             token=token,
         ),
     )
+
+
+def _run_export(
+    model: str, source: str, common: dict[str, Any], directory: Path, quantize: bool
+) -> None:
+    """Export ``model`` into ``directory`` in a child process; raise ``ModelLoadError`` on failure.
+
+    onnxruntime's graph optimizer holds about ten copies of the weights at its peak, memory a
+    long-lived caller would keep (the allocator does not give it back); a child process
+    returns it all, and its failure, even an out-of-memory kill, leaves the caller running.
+    """
+    request = {
+        "model": model,
+        "source": source,
+        "common": common,
+        "directory": str(directory),
+        "quantize": quantize,
+    }
+    logger.info("Exporting %s to ONNX in %s (once; it is cached).", model, directory)
+    done = subprocess.run(
+        [sys.executable, "-m", __name__],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode == 0:
+        return
+    lines = done.stderr.strip().splitlines()
+    try:
+        reason = json.loads(lines[-1])["error"]
+    except (IndexError, ValueError, KeyError, TypeError):
+        tail = " | ".join(lines[-3:]) or f"the export process ended with {done.returncode}"
+        killed = done.returncode < 0 and -done.returncode == signal.SIGKILL
+        reason = "the export process was killed (out of memory?)" if killed else tail
+    msg = f"Exporting {model!r} to ONNX failed: {reason}"
+    raise ModelLoadError(msg)
+
+
+def _export_model(
+    model: str, source: str, common: dict[str, Any], directory: Path, quantize: bool
+) -> None:
+    """Load the fp32 weights with eager attention and export them (the child's work)."""
+    _, config, tokenizer = load_config_and_tokenizer(model, **common)
+    weights = load_weights(model, source, config, attn_implementation="eager", **common)
+    types = ("token_type_ids",) if uses_token_types(tokenizer, weights) else ()
+    input_names = ("input_ids", "attention_mask", *types)
+    _export(weights, config, directory, input_names=input_names, quantize=quantize)
+
+
+def _main() -> int:
+    """Child process entry: read the export request from stdin, report an error as JSON."""
+    request = json.loads(sys.stdin.read())
+    try:
+        _export_model(
+            request["model"],
+            request["source"],
+            request["common"],
+            Path(request["directory"]),
+            request["quantize"],
+        )
+    except Exception as err:
+        sys.stderr.write(json.dumps({"error": f"{type(err).__name__}: {err}"}) + "\n")
+        return 1
+    return 0
 
 
 def _parameters(config: Any) -> int:
@@ -467,3 +527,7 @@ def _quantize(source: Path, target: Path) -> None:
         # The fused ops (com.microsoft domain) defeat shape inference; their outputs are fp32.
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
