@@ -176,7 +176,7 @@ def load_onnx_cross_encoder(
 
     With ``auto`` (``backend="auto"``), return None where the torch backend should run
     instead: onnxruntime is missing, the model is not a BERT/RoBERTa/XLM-R classifier of up
-    to 400M parameters (the exports this module shortens and tests), or its export fails.
+    to 150M parameters (the exports this module shortens and tests), or its export fails.
     """
     import torch
 
