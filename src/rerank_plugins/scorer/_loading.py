@@ -121,6 +121,10 @@ def resolve_activation(requested: str | None, config: Any, saved: str | None = N
     return "sigmoid"
 
 
+# What loads before the weights: (source, config, tokenizer), from load_config_and_tokenizer.
+ModelFiles = tuple[str, Any, "PreTrainedTokenizerBase"]
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedModel:
     """A tokenizer and model ready for inference, with the settings they were resolved to."""
@@ -169,6 +173,7 @@ def _missing_tokenizer_dependency(err: ImportError) -> str | None:
 
 def load_cross_encoder(
     model: str,
+    files: ModelFiles,
     *,
     revision: str | None,
     device: str,
@@ -180,20 +185,15 @@ def load_cross_encoder(
     token: str | bool | None = None,
     attn_implementation: str | None = None,
 ) -> LoadedModel:
-    """Load a sequence-classification cross-encoder; raise ``ModelLoadError`` if it is not one.
+    """Load a cross-encoder's weights; raise ``ModelLoadError`` if it is not one.
 
-    ``attn_implementation`` is passed to ``from_pretrained`` (``None``: transformers' choice,
-    ``sdpa`` where supported; the ONNX exporter needs ``"eager"``).
+    ``files`` come from :func:`load_config_and_tokenizer`. ``attn_implementation`` is passed
+    to ``from_pretrained`` (``None``: transformers' choice, ``sdpa`` where supported; the
+    ONNX exporter needs ``"eager"``).
     """
     import torch
 
-    source, config, tokenizer = load_config_and_tokenizer(
-        model,
-        revision=revision,
-        local_files_only=local_files_only,
-        trust_remote_code=trust_remote_code,
-        token=token,
-    )
+    source, config, tokenizer = files
     loaded: Any = load_weights(
         model,
         source,
@@ -233,7 +233,7 @@ def load_config_and_tokenizer(
     local_files_only: bool,
     trust_remote_code: bool,
     token: str | bool | None,
-) -> tuple[str, Any, PreTrainedTokenizerBase]:
+) -> ModelFiles:
     """Return (source, config, tokenizer); raise ``ModelLoadError`` if it is not a cross-encoder.
 
     ``source`` is the expanded local path when ``model`` is one, else the hub id.

@@ -46,6 +46,7 @@ from rerank_plugins._optional import is_available, require
 from rerank_plugins.errors import ModelLoadError
 from rerank_plugins.scorer._loading import (
     LoadedModel,
+    ModelFiles,
     head_settings,
     load_config_and_tokenizer,
     load_weights,
@@ -161,6 +162,7 @@ class OnnxCrossEncoder:
 
 def load_onnx_cross_encoder(
     model: str,
+    files: ModelFiles,
     *,
     revision: str | None,
     device: str,
@@ -174,9 +176,10 @@ def load_onnx_cross_encoder(
 ) -> LoadedModel | None:
     """Load ``model`` as an onnxruntime session, exporting (and caching) it on first use.
 
-    With ``auto`` (``backend="auto"``), return None where the torch backend should run
-    instead: onnxruntime is missing, the model is not a BERT/RoBERTa/XLM-R classifier of up
-    to 150M parameters (the exports this module shortens and tests), or its export fails.
+    ``files`` come from :func:`load_config_and_tokenizer`. With ``auto``
+    (``backend="auto"``), return None where the torch backend should run instead:
+    onnxruntime is missing, the model is not a BERT/RoBERTa/XLM-R classifier of up to 150M
+    parameters (the exports this module shortens and tests), or its export fails.
     """
     import torch
 
@@ -190,7 +193,7 @@ def load_onnx_cross_encoder(
         "trust_remote_code": trust_remote_code,
         "token": token,
     }
-    source, config, tokenizer = load_config_and_tokenizer(model, **common)
+    source, config, tokenizer = files
     if auto and not (covers(config) and _parameters(config) <= _AUTO_MAX_PARAMETERS):
         return None
     directory = cache_root() / cache_key(model, revision, _files_dir(source, common))

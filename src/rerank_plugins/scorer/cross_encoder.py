@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from rerank_plugins._results import RankResult, check_inputs, check_selection, select_top
 from rerank_plugins.scorer._batching import plan_batches
 from rerank_plugins.scorer._loading import (
+    load_config_and_tokenizer,
     load_cross_encoder,
     resolve_device,
     resolve_dtype,
@@ -139,6 +140,13 @@ class CrossEncoderScorer:
         self.max_batch_tokens = _positive_int(
             "max_batch_tokens", max_batch_tokens, _GPU_BATCH_TOKENS if on_gpu else _CPU_BATCH_TOKENS
         )
+        files = load_config_and_tokenizer(
+            model,
+            revision=revision,
+            local_files_only=local_files_only,
+            trust_remote_code=trust_remote_code,
+            token=token,
+        )
         loaded = None
         if backend == "onnx" or (
             backend == "auto" and resolved_device == "cpu" and resolved_dtype == "float32"
@@ -147,6 +155,7 @@ class CrossEncoderScorer:
 
             loaded = load_onnx_cross_encoder(
                 model,
+                files,
                 revision=revision,
                 device=resolved_device,
                 quantize=onnx_quantize,
@@ -161,6 +170,7 @@ class CrossEncoderScorer:
         if loaded is None:
             loaded = load_cross_encoder(
                 model,
+                files,
                 revision=revision,
                 device=resolved_device,
                 dtype=resolved_dtype,
