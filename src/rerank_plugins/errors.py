@@ -35,7 +35,15 @@ class ModelLoadError(RerankPluginsError):
 
 
 class OverloadedError(RerankPluginsError):
-    """The scorer's queue is full; retry later (HTTP 429)."""
+    """The scorer's queue is full; retry later (HTTP 429).
+
+    ``retry_after`` is the estimated number of seconds until there is room (from the work
+    waiting and the measured scoring rate), or ``None`` when there is no estimate yet.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class RemoteRerankError(RerankPluginsError):
