@@ -48,6 +48,7 @@ from fastapi import Depends, FastAPI, Request  # noqa: E402
 from fastapi.responses import JSONResponse, Response  # noqa: E402
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer  # noqa: E402
 from pydantic import TypeAdapter, ValidationError  # noqa: E402
+from starlette.requests import ClientDisconnect  # noqa: E402
 
 from rerank_plugins.server._defaults import (  # noqa: E402
     API_KEY_ENV,
@@ -509,7 +510,10 @@ def _auth_dependencies(api_key: str | None) -> list[Any]:
 
 
 async def _parse_body(request: Request, adapter: TypeAdapter[_BodyT]) -> _BodyT:
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except ClientDisconnect:
+        raise _client_gone(request, "while sending its body") from None
     if not raw.strip():
         raise APIError(
             422,
@@ -664,6 +668,16 @@ async def _wait_for_disconnect(request: Request) -> None:
             return
 
 
+def _client_gone(request: Request, when: str) -> APIError:
+    """The error (never received) for a request whose client disconnected, logged at INFO."""
+    logger.info("The client of %s %s disconnected %s.", request.method, request.url.path, when)
+    return APIError(
+        _CLIENT_CLOSED_REQUEST,
+        f"The client closed the connection {when}.",
+        error_type="client_closed_request",
+    )
+
+
 def _discard_outcome(task: asyncio.Future[Any]) -> None:
     """Retrieve the outcome of abandoned work, so asyncio does not log it as unretrieved."""
     if not task.cancelled():
@@ -689,16 +703,7 @@ async def _unless_abandoned(request: Request, work: Awaitable[_T], timeout: floa
     if task.done() and not task.cancelled():
         return task.result()
     if watcher.done() and not watcher.cancelled():
-        logger.info(
-            "The client of %s %s disconnected; its job was cancelled.",
-            request.method,
-            request.url.path,
-        )
-        raise APIError(
-            _CLIENT_CLOSED_REQUEST,
-            "The client closed the connection; the request was cancelled.",
-            error_type="client_closed_request",
-        )
+        raise _client_gone(request, "before its answer; its job was cancelled")
     raise APIError(
         504,
         f"The request's deadline of {timeout:g} s passed before it was scored; its job was "

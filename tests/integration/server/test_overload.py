@@ -8,7 +8,9 @@ requests, so 429 practically never came; and a client that had given up was stil
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -269,6 +271,26 @@ def test_a_client_that_disconnects_has_its_job_cancelled():
         'rerank_plugins_http_requests_total{endpoint="/v1/rerank",method="POST",status="499"}'
         in (metrics)
     )
+
+
+def test_a_client_that_disconnects_while_sending_its_body_is_no_error(caplog):
+    """Bug: a client that went away during the upload was a 500 with a traceback."""
+    scorer = QueueScorer()
+    with serve_in_thread(create_app(scorer)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(
+                b"POST /v1/rerank HTTP/1.1\r\nHost: test\r\nContent-Length: 1000\r\n\r\n"
+                b'{"query": "cap'
+            )
+            time.sleep(0.3)
+        deadline = time.monotonic() + 5
+        while "499" not in (metrics := httpx.get(f"{url}/metrics").text):
+            assert time.monotonic() < deadline, metrics
+            time.sleep(0.05)
+
+    assert scorer.calls == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
 
 
 # --- the real scorer, slowed down ------------------------------------------------------------
