@@ -536,7 +536,9 @@ async def _parse_body(request: Request, adapter: TypeAdapter[_BodyT]) -> _BodyT:
     except RecursionError:
         # Deeper than the interpreter's recursion limit: not worth a traceback in the log.
         raise too_deep from None
-    if _nesting_depth(data) > _MAX_JSON_DEPTH:
+    # Counting brackets is cheap and skips the walk for the usual bodies (lists of strings).
+    brackets = raw.count(b"[") + raw.count(b"{")
+    if brackets > _MAX_JSON_DEPTH and _nesting_depth(data) > _MAX_JSON_DEPTH:
         raise too_deep
     try:
         return adapter.validate_python(data)
@@ -549,15 +551,17 @@ async def _parse_body(request: Request, adapter: TypeAdapter[_BodyT]) -> _BodyT:
 
 def _nesting_depth(data: object) -> int:
     """How many arrays/objects deep ``data`` nests, without recursion (bodies may be hostile)."""
+    if not isinstance(data, (dict, list)):
+        return 0
     deepest = 0
-    stack: list[tuple[object, int]] = [(data, 1)]
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(data, 1)]
     while stack:
         value, depth = stack.pop()
-        children: Any = value.values() if isinstance(value, dict) else value
-        if isinstance(value, (dict, list)):
-            deepest = max(deepest, depth)
-            if depth <= _MAX_JSON_DEPTH:  # one level past the limit is enough to know
-                stack.extend((child, depth + 1) for child in children)
+        deepest = max(deepest, depth)
+        if depth > _MAX_JSON_DEPTH:  # one level past the limit is enough to know
+            break
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
     return deepest
 
 

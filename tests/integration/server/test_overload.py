@@ -439,3 +439,15 @@ def test_metrics_report_the_real_scorers_queue(make_client, tiny_bert):
     assert samples["rerank_plugins_queue_requests"] == 0
     assert samples["rerank_plugins_queue_pairs"] == 0
     assert samples["rerank_plugins_scorer_pairs_per_second"] > 0
+
+
+@pytest.mark.parametrize("path", ["/rerank", "/v1/rerank", "/v2/rerank"])
+def test_openapi_declares_the_timeout_header_and_504(make_client, word_overlap, path):
+    operation = make_client(word_overlap).get("/openapi.json").json()["paths"][path]["post"]
+
+    assert {"200", "429", "503", "504"} <= set(operation["responses"])
+    (header,) = operation["parameters"]
+    assert header["name"] == "X-Request-Timeout"
+    assert header["in"] == "header"
+    assert header["required"] is False
+    assert header["schema"] == {"type": "number", "exclusiveMinimum": 0}
