@@ -37,8 +37,8 @@ class ModelLoadError(RerankPluginsError):
 class OverloadedError(RerankPluginsError):
     """The scorer's queue is full; retry later (HTTP 429).
 
-    ``retry_after`` is the estimated number of seconds until there is room (from the work
-    waiting and the measured scoring rate), or ``None`` when there is no estimate yet.
+    ``retry_after`` estimates, in seconds, when the work now waiting will have been scored
+    (waiting pairs over the measured rate); None when no rate has been measured yet.
     """
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
