@@ -242,11 +242,9 @@ class RemoteScorer:
         )
         self._model_param = model
         self._extra_body = dict(extra_body or {})
-        self._headers = {
-            "User-Agent": f"rerank-plugins/{__version__}",
-            _REQUEST_TIMEOUT_HEADER: f"{self.timeout:g}",
-            **dict(headers or {}),
-        }
+        self._headers = {"User-Agent": f"rerank-plugins/{__version__}", **dict(headers or {})}
+        if _REQUEST_TIMEOUT_HEADER.lower() not in {name.lower() for name in self._headers}:
+            self._headers[_REQUEST_TIMEOUT_HEADER] = f"{self.timeout:g}"
         if api_key is not None:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._api_key_set = api_key is not None

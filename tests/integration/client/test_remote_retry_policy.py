@@ -170,6 +170,16 @@ async def test_the_timeout_is_sent_as_x_request_timeout(mode: str) -> None:
     assert seen[0].headers["x-request-timeout"] == "12.5"
 
 
+def test_a_timeout_header_of_the_caller_wins() -> None:
+    seen, handle = scripted([httpx.Response(200, json=OK)])
+    client = httpx.Client(transport=httpx.MockTransport(handle))
+    headers = {"x-request-timeout": "5"}
+    with RemoteScorer(URL, http_client=client, headers=headers, protocol="jina") as remote:
+        remote.score(QUERY, PASSAGES)
+
+    assert seen[0].headers.get_list("x-request-timeout") == ["5"]
+
+
 def test_retry_read_timeouts_must_be_a_bool() -> None:
     with pytest.raises(TypeError, match=r"retry_read_timeouts must be True or False, got 1\."):
         RemoteScorer(URL, retry_read_timeouts=1)  # type: ignore[arg-type]
