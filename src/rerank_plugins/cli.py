@@ -41,8 +41,6 @@ def _add_score_parser(subparsers: Any) -> None:
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    from rerank_plugins.scorer import get_scorer
-
     if not args.query.strip():
         msg = f"--query must be a non-empty string, got {args.query!r}."
         raise UsageError(msg)
@@ -56,6 +54,8 @@ def _run_score(args: argparse.Namespace) -> int:
     if not passages:
         msg = "no passages; give them as arguments or with --file."
         raise UsageError(msg)
+    from rerank_plugins.scorer import get_scorer  # torch: only once the input is known good
+
     scorer = get_scorer(args.model, **model_options(args))
     results = scorer.rank(args.query, passages, top_n=args.top_n)
     payload = []
@@ -181,7 +181,7 @@ def _one_line(err: Exception) -> str:
     """The message of ``err`` on one line; unexpected errors also name their type."""
     from rerank_plugins.errors import RerankPluginsError
 
-    text = " ".join(str(err).split()) or "(no message)"
+    text = " ".join(line.strip() for line in str(err).strip().splitlines()) or "(no message)"
     expected = (RerankPluginsError, UsageError, ValueError, TypeError, OSError)
     if not isinstance(err, expected):
         text = f"{type(err).__name__}: {text} (run with --debug for the traceback)"

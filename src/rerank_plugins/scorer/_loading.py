@@ -156,7 +156,8 @@ def _looks_like_path(model: str) -> bool:
 
 def _reason(err: BaseException) -> str:
     """``err`` as one line without a trailing period, to embed in a sentence."""
-    text = " ".join(str(err).split()).rstrip(".") or type(err).__name__
+    lines = str(err).strip().splitlines()
+    text = " ".join(line.strip() for line in lines).rstrip(".") or type(err).__name__
     return text if len(text) <= 300 else text[:297] + "..."
 
 
