@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -182,3 +183,27 @@ def test_public_api_is_pinned() -> None:
     ]
     for name in rerank_plugins.__all__:
         assert getattr(rerank_plugins, name) is not None
+
+
+def test_a_path_object_is_never_a_preset_name() -> None:
+    from rerank_plugins.presets import resolve_preset
+
+    assert resolve_preset(Path("ms-marco-MiniLM-L6"), {}) == ("ms-marco-MiniLM-L6", {})
+    assert resolve_preset("ms-marco-MiniLM-L6", {})[0] == "cross-encoder/ms-marco-MiniLM-L6-v2"
+
+
+def test_create_app_accepts_a_path_object(tiny_bert: Path) -> None:
+    """Bug: a model given as a Path object was rejected ("must be a hub id or a local path")."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from rerank_plugins.server.app import create_app
+
+    app = create_app(model=tiny_bert, scorer_options={"device": "cpu", "backend": "torch"})
+    with TestClient(app) as client:
+        for _ in range(600):
+            health = client.get("/health")
+            if health.status_code == 200:
+                break
+            time.sleep(0.05)
+        assert health.json() == {"status": "ok", "model": str(tiny_bert)}
