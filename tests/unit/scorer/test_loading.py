@@ -207,3 +207,18 @@ def test_create_app_accepts_a_path_object(tiny_bert: Path) -> None:
                 break
             time.sleep(0.05)
         assert health.json() == {"status": "ok", "model": str(tiny_bert)}
+
+
+def test_a_hub_id_near_a_preset_model_gets_a_suggestion() -> None:
+    """When the hub answers 404 for a near miss of a preset's hub id, the message names it."""
+    from rerank_plugins.scorer._loading import _load_error
+
+    cause = OSError("cross-encoder/ms-marco-MiniLM-L7-v2 is not a valid model identifier.")
+    message = str(_load_error("cross-encoder/ms-marco-MiniLM-L7-v2", cause, local_files_only=False))
+    assert message == (
+        "Could not fetch model 'cross-encoder/ms-marco-MiniLM-L7-v2' from the Hugging Face hub: "
+        "cross-encoder/ms-marco-MiniLM-L7-v2 is not a valid model identifier. Did you mean "
+        "'cross-encoder/ms-marco-MiniLM-L6-v2'? Check the id's spelling, and that you are "
+        "logged in for private repos. Offline, pass the path of a local copy, or set "
+        "local_files_only=True to use the local cache."
+    )
