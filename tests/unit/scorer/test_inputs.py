@@ -118,9 +118,7 @@ def test_top_n_above_len_keeps_all(
 ) -> None:
     passages = ["cats purr", "lava flows", "trains run"]
     results = scorer.rank("cats", passages, top_n=top_n, score_threshold=threshold)
-    assert [r.index for r in results] == [r.index for r in scorer.rank("cats", passages)][
-        :expected
-    ]
+    assert [r.index for r in results] == [r.index for r in scorer.rank("cats", passages)][:expected]
 
 
 @pytest.mark.parametrize(
