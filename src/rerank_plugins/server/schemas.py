@@ -66,9 +66,14 @@ def _reject_lone_surrogate(subject: str, text: str) -> None:
         raise PydanticCustomError(kind, template, {"subject": subject, "problem": problem})
 
 
-def _check_text(value: str) -> str:
-    r"""Reject a lone surrogate (``"\ud83d"`` in JSON): no tokenizer or UTF-8 writer takes it."""
-    _reject_lone_surrogate("String", value)
+def _check_text(value: Any) -> Any:
+    r"""Reject a lone surrogate (``"\ud83d"`` in JSON): no tokenizer or UTF-8 writer takes it.
+
+    Runs before pydantic's own string check, whose message for some of them ("unable to
+    parse raw data as a unicode string") does not say what is wrong.
+    """
+    if isinstance(value, str):
+        _reject_lone_surrogate("String", value)
     return value
 
 
@@ -76,7 +81,7 @@ def _check_query(value: str) -> str:
     if not value.strip():
         kind = "blank_query"
         raise PydanticCustomError(kind, "String should contain a character that is not whitespace")
-    return _check_text(value)
+    return value
 
 
 def _integral(value: Any) -> Any:
@@ -86,7 +91,7 @@ def _integral(value: Any) -> Any:
     return value
 
 
-Text = Annotated[str, AfterValidator(_check_text)]
+Text = Annotated[str, BeforeValidator(_check_text)]
 """A string without lone surrogates."""
 
 # A non-blank query: the JSON Schema `pattern` documents what `_check_query` enforces.
@@ -98,6 +103,7 @@ Query = Annotated[
         description="The search query; it must contain a character that is not whitespace.",
     ),
     AfterValidator(_check_query),
+    BeforeValidator(_check_text),
 ]
 
 # Strict ints (no "2" or true), but integral floats such as 469.0 count as ints.
@@ -115,7 +121,7 @@ class DocumentObject(BaseModel):
     def _check_extra_strings(self) -> DocumentObject:
         """Echoed fields must be encodable too, or the response could not be written."""
         for name, value in (self.model_extra or {}).items():
-            for text in _strings(value):
+            for text in (name, *_strings(value)):
                 _reject_lone_surrogate(f"Field {name!r}", text)
         return self
 
