@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     Tag,
     TypeAdapter,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -109,6 +110,22 @@ Query = Annotated[
 # Strict ints (no "2" or true), but integral floats such as 469.0 count as ints.
 PositiveInt = Annotated[int, Field(strict=True, ge=1), BeforeValidator(_integral)]
 
+# Values the handlers reject with a message of their own (the fix, not just "invalid"):
+# the JSON Schema names the one value they accept, so schema and behaviour agree.
+OnlyFalse = Annotated[bool, Field(strict=True), WithJsonSchema({"type": "boolean", "const": False})]
+OnlyRight = Annotated[str, WithJsonSchema({"type": "string", "pattern": "^[Rr][Ii][Gg][Hh][Tt]$"})]
+OnlyText = Annotated[
+    list[str],
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {"type": "string", "const": "text"},
+            "minItems": 1,
+            "maxItems": 1,
+        }
+    ),
+]
+
 
 class DocumentObject(BaseModel):
     """A document given as an object: ``text`` is ranked, other fields are echoed back."""
@@ -185,7 +202,7 @@ class RerankRequest(BaseModel):
     )
     top_n: PositiveInt | None = _TOP_N
     return_documents: bool = _RETURN_DOCUMENTS
-    rank_fields: list[str] | None = Field(
+    rank_fields: OnlyText | None = Field(
         default=None,
         description="Cohere v1: only null or ['text'] is supported; the `text` field is ranked.",
     )
@@ -224,12 +241,11 @@ class TEIRerankRequest(BaseModel):
         description="Accepted and ignored: inputs longer than the model's max_length are "
         "always truncated (TEI answers 413 when this is false).",
     )
-    truncation_direction: str = Field(
+    truncation_direction: OnlyRight = Field(
         default="Right", description="Only 'Right' is supported (the end of the text is cut)."
     )
-    raw_scores: bool = Field(
+    raw_scores: OnlyFalse = Field(
         default=False,
-        strict=True,
         description="Only false is supported: scores are the model's activated scores.",
     )
     return_text: bool = Field(
@@ -249,9 +265,8 @@ class InfinityRerankRequest(BaseModel):
         strict=True,
         description="Include each document as the string `document` (Infinity's default is false).",
     )
-    raw_scores: bool = Field(
+    raw_scores: OnlyFalse = Field(
         default=False,
-        strict=True,
         description="Only false is supported: scores are the model's activated scores.",
     )
 
