@@ -17,8 +17,9 @@ SCORER_ONLY_OPTIONS = frozenset({"max_wait_ms", "max_queue", "max_queue_pairs"})
 class ScorerOptions(BaseModel):
     """The keyword options of ``get_scorer`` as adapter fields (mixed into both adapters).
 
-    Only the options set explicitly are passed on, so a preset's recommended settings (and
-    the shared scorer of ``model`` alone) stay in effect for the others. Defaults mirror
+    Only the options set explicitly to something other than their default are passed on,
+    so a preset's recommended settings (and the shared scorer of ``model`` alone) stay in
+    effect for the others. Defaults mirror
     :class:`~rerank_plugins.CrossEncoderScorer`'s; a test keeps the two in step.
     """
 
@@ -67,7 +68,13 @@ class ScorerOptions(BaseModel):
 
     def chosen_scorer_options(self, scorer_options: dict[str, Any]) -> dict[str, Any]:
         """Merge the explicitly set option fields into ``scorer_options``; a clash raises."""
-        chosen = {name: getattr(self, name) for name in _OPTION_NAMES & self.model_fields_set}
+        # A value equal to the default is left out too: a round trip through to_dict/from_dict
+        # sets every field, and max_length=None must not override a preset's max_length.
+        chosen = {
+            name: getattr(self, name)
+            for name in _OPTION_NAMES & self.model_fields_set
+            if getattr(self, name) != ScorerOptions.model_fields[name].default
+        }
         for name in sorted(chosen.keys() & scorer_options.keys()):
             msg = (
                 f"{name} was given twice: {name}={chosen[name]!r} and scorer_options="

@@ -124,3 +124,32 @@ def test_non_finite_score_threshold_raises(adapter: Any, threshold: float) -> No
     """Regression: score_threshold=nan was accepted and every query returned nothing."""
     with pytest.raises(ValueError, match=r"score_threshold must be a finite number or None, got "):
         adapter(model="never-loaded", score_threshold=threshold)
+
+
+def test_a_llama_index_round_trip_keeps_the_shared_scorer(tiny_bert: Path) -> None:
+    """to_dict/from_dict sets every field; defaults must not reach get_scorer (or presets)."""
+    reranker = LlamaIndexRerank(model=str(tiny_bert), top_n=2)
+    copy = LlamaIndexRerank.from_dict(reranker.to_dict())
+    assert copy.scorer is reranker.scorer is get_scorer(str(tiny_bert))
+    assert copy.top_n == 2
+
+
+@ADAPTERS
+@pytest.mark.parametrize(
+    ("top_n", "expected"), [(1, 1), (3, 3), (4, 3), (None, 3)], ids=["1", "len", "len+1", "all"]
+)
+def test_top_n_above_the_number_of_inputs_keeps_all(
+    adapter: Any, tiny_bert: Path, top_n: int | None, expected: int
+) -> None:
+    texts = ["cats purr", "lava flows", "trains run"]
+    reranker = adapter(model=str(tiny_bert), top_n=top_n)
+    if adapter is LangChainRerank:
+        from langchain_core.documents import Document
+
+        kept = reranker.compress_documents([Document(page_content=t) for t in texts], "cats")
+    else:
+        from llama_index.core.schema import NodeWithScore, TextNode
+
+        nodes = [NodeWithScore(node=TextNode(text=t), score=0.0) for t in texts]
+        kept = reranker.postprocess_nodes(nodes, query_str="cats")
+    assert len(kept) == expected
