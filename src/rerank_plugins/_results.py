@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -70,6 +71,11 @@ def select_top(
 
 
 def check_selection(top_n: object, score_threshold: object) -> None:
+    """Validate ``top_n`` (a positive int or None) and ``score_threshold`` (a finite number).
+
+    A NaN threshold would compare false with every score and silently return nothing, and an
+    infinite one keeps all or nothing: both are mistakes, so they raise.
+    """
     if top_n is not None and (not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1):
         msg = f"top_n must be a positive int or None, got {top_n!r}."
         raise ValueError(msg)
@@ -78,6 +84,12 @@ def check_selection(top_n: object, score_threshold: object) -> None:
     ):
         msg = f"score_threshold must be a number or None, got {score_threshold!r}."
         raise TypeError(msg)
+    if score_threshold is not None and not math.isfinite(score_threshold):
+        msg = (
+            f"score_threshold must be a finite number or None, got {score_threshold!r}. "
+            "Pass None to keep every passage."
+        )
+        raise ValueError(msg)
 
 
 def check_inputs(query: object, passages: object) -> list[str]:
@@ -88,6 +100,7 @@ def check_inputs(query: object, passages: object) -> list[str]:
     if not query.strip():
         msg = f"query must be a non-empty string, got {query!r}."
         raise ValueError(msg)
+    check_encodable("query", query)
     if isinstance(passages, (str, bytes)) or not isinstance(passages, Sequence):
         msg = f"passages must be a list of strings, got {type(passages).__name__}."
         raise TypeError(msg)
@@ -98,7 +111,33 @@ def check_inputs(query: object, passages: object) -> list[str]:
                 f"{_preview(passage)}. Convert documents to text before scoring."
             )
             raise TypeError(msg)
+        check_encodable(f"passages[{index}]", passage)
     return list(passages)
+
+
+def lone_surrogate_message(text: str) -> str | None:
+    r"""Describe the first lone surrogate in ``text``, or return None when there is none.
+
+    A lone surrogate (``"\ud83d"``: half of an emoji cut by slicing UTF-16 data, or a byte
+    kept by ``errors="surrogateescape"``) is not text any tokenizer or UTF-8 writer accepts.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return (
+            f"contains a lone surrogate {text[err.start]!r} at character {err.start}, which is "
+            "not valid Unicode text (often half of an emoji cut by slicing). Repair the text "
+            "first, e.g. text.encode('utf-16', 'surrogatepass').decode('utf-16', 'replace')"
+        )
+    return None
+
+
+def check_encodable(name: str, text: str) -> None:
+    """Raise ValueError naming ``name`` when ``text`` has a lone surrogate."""
+    problem = lone_surrogate_message(text)
+    if problem is not None:
+        msg = f"{name} {problem}."
+        raise ValueError(msg)
 
 
 def _preview(value: object, limit: int = 60) -> str:

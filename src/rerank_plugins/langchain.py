@@ -12,13 +12,13 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from rerank_plugins._adapter_support import resolve_scorer
+from rerank_plugins._adapter_support import ScorerOptions, resolve_scorer
 from rerank_plugins._results import RankResult, Scorer, check_selection
 
 __all__ = ["CrossEncoderRerank"]
 
 
-class CrossEncoderRerank(BaseDocumentCompressor):
+class CrossEncoderRerank(ScorerOptions, BaseDocumentCompressor):
     """Rerank documents with a cross-encoder and keep the best ``top_n``.
 
     Returns copies of the documents, best first, with ``metadata["relevance_score"]``
@@ -26,6 +26,10 @@ class CrossEncoderRerank(BaseDocumentCompressor):
     span of the best window); the caller's documents are never changed.
     ``score_threshold`` drops documents that score below it, then ``top_n`` keeps at most
     that many of the rest.
+
+    The options of :func:`~rerank_plugins.get_scorer` are fields too (``device``, ``dtype``,
+    ``backend``, ``max_length``, ``batch_size``, ``activation``, ``long_passages``...); the
+    ones you set are passed to it with ``scorer_options``. Any other keyword raises.
 
     Example:
         >>> reranker = CrossEncoderRerank(model="cross-encoder/ms-marco-MiniLM-L6-v2", top_n=3)
@@ -41,7 +45,7 @@ class CrossEncoderRerank(BaseDocumentCompressor):
     score_threshold: float | None = None
     """Drop documents scoring below this (before top_n)."""
     scorer_options: dict[str, Any] = Field(default_factory=dict)
-    """Keyword arguments of get_scorer: device, dtype, max_length, revision, ..."""
+    """More keyword arguments of get_scorer (e.g. max_wait_ms); each option given once."""
     scorer: Any = Field(default=None, exclude=True)
     """A ready scorer (get_scorer(...) or RemoteScorer(...)) instead of model."""
 
@@ -51,9 +55,16 @@ class CrossEncoderRerank(BaseDocumentCompressor):
         check_selection(value, None)
         return value
 
+    @field_validator("score_threshold")
+    @classmethod
+    def _check_score_threshold(cls, value: float | None) -> float | None:
+        check_selection(None, value)
+        return value
+
     @model_validator(mode="after")
     def _load_scorer(self) -> CrossEncoderRerank:
-        self.scorer = resolve_scorer(self.model, self.scorer, self.scorer_options)
+        options = self.chosen_scorer_options(self.scorer_options)
+        self.scorer = resolve_scorer(self.model, self.scorer, options)
         if self.model is None:
             self.model = self.scorer.model
         return self

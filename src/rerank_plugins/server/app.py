@@ -6,6 +6,8 @@ Routes:
   answered with TEI's bare list).
 * ``POST /v1/rerank``: Cohere v1, Jina and vLLM.
 * ``POST /v2/rerank``: Cohere v2 (and vLLM's ``/v2/rerank``).
+* ``POST /infinity/rerank``: michaelfeil/infinity's shape (``document`` is a string), for
+  clients such as litellm's ``infinity/`` provider given the base URL ``.../infinity``.
 * ``GET /health``: 200 once the model is loaded, 503 while it loads or after it failed.
 * ``GET /metrics``: Prometheus text format.
 
@@ -71,12 +73,15 @@ from rerank_plugins.server._metrics import (  # noqa: E402
     ServerMetrics,
 )
 from rerank_plugins.server.schemas import (  # noqa: E402
+    INFINITY_BODY_ADAPTER,
     LEGACY_BODY_ADAPTER,
     V1_BODY_ADAPTER,
     V2_BODY_ADAPTER,
     DocumentObject,
     ErrorBody,
     HealthResponse,
+    InfinityRerankRequest,
+    InfinityRerankResponse,
     RerankRequest,
     RerankResponse,
     RerankV2Request,
@@ -191,7 +196,7 @@ def _resolve_api_key(api_key: str | None) -> str | None:
 def create_app(
     scorer: RerankScorer | None = None,
     *,
-    model: str | None = None,
+    model: str | os.PathLike[str] | None = None,
     api_key: str | None = None,
     max_documents: int = DEFAULT_MAX_DOCUMENTS,
     max_document_chars: int = DEFAULT_MAX_DOCUMENT_CHARS,
@@ -204,8 +209,9 @@ def create_app(
 
     Args:
         scorer: A loaded scorer to serve (it is ready at once, with or without a lifespan).
-        model: A model id or local path to load with ``rerank_plugins.get_scorer`` in the
-            background when the app starts; the endpoints answer 503 until it is loaded.
+        model: A model id or local path (``str`` or ``os.PathLike``) to load with
+            ``rerank_plugins.get_scorer`` in the background when the app starts; the
+            endpoints answer 503 until it is loaded.
         api_key: Require ``Authorization: Bearer <api_key>`` on every endpoint but
             ``/health`` and the API docs. ``None`` reads ``$RERANK_PLUGINS_API_KEY``; when
             that is unset or empty too, the server is open.
@@ -232,6 +238,7 @@ def create_app(
         ValueError: Neither or both of ``scorer`` and ``model`` were given, or an option is
             out of range.
     """
+    model = os.fspath(model) if isinstance(model, os.PathLike) else model
     if (scorer is None) == (model is None):
         msg = (
             "create_app needs exactly one of scorer or model, got "
@@ -394,6 +401,22 @@ def create_app(
         body = await _parse_body(request, V2_BODY_ADAPTER)
         return await _cohere_rerank(request, scorer, body, api_version="2")
 
+    @app.post(
+        "/infinity/rerank",
+        dependencies=auth,
+        response_model=None,
+        summary="Rerank (Infinity: `document` is a string)",
+        openapi_extra={
+            "requestBody": _body_schema(INFINITY_BODY_ADAPTER, extra_schemas),
+            "parameters": [timeout_header],
+        },
+        responses={200: {"model": InfinityRerankResponse}, **rerank_errors},
+    )
+    async def rerank_infinity(request: Request) -> Response:
+        scorer = _ready_scorer(request)
+        body = await _parse_body(request, INFINITY_BODY_ADAPTER)
+        return await _infinity_rerank(request, scorer, body)
+
     @app.get(
         "/health",
         response_model=None,
@@ -409,13 +432,16 @@ def create_app(
         dependencies=auth,
         response_model=None,
         summary="Prometheus metrics",
-        responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text"}},
+        responses={
+            200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text"},
+            401: error_responses[401],
+        },
     )
     async def prometheus_metrics(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     _install_openapi_components(app, extra_schemas, models=(RerankResponse, TEIRank))
-    endpoints = {"/rerank", "/v1/rerank", "/v2/rerank", "/health", "/metrics"}
+    endpoints = {"/rerank", "/v1/rerank", "/v2/rerank", "/infinity/rerank", "/health", "/metrics"}
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     # Added last, so outermost: it also counts the 413s of the body limit.
     app.add_middleware(MetricsMiddleware, metrics=metrics, endpoints=endpoints)
@@ -812,6 +838,33 @@ async def _tei_rerank(request: Request, scorer: RerankScorer, body: TEIRerankReq
     characters = len(body.query) * len(body.texts) + sum(len(t) for t in body.texts)
     headers = {"x-compute-tokens": str(tokens), "x-compute-characters": str(characters)}
     return JSONResponse(items, headers=headers)
+
+
+async def _infinity_rerank(
+    request: Request, scorer: RerankScorer, body: InfinityRerankRequest
+) -> Response:
+    if body.raw_scores:
+        raise APIError(
+            422,
+            "raw_scores=true is not supported: this server returns the model's scores after "
+            "its activation (Infinity's raw_scores=false). Send raw_scores=false or omit it.",
+        )
+    results, tokens = await _rank(request, scorer, body.query, body.documents, body.top_n)
+    items: list[dict[str, Any]] = []
+    for result in results:
+        item: dict[str, Any] = {"relevance_score": result.score, "index": result.index}
+        if body.return_documents:
+            item["document"] = body.documents[result.index]
+        items.append(item)
+    content = {
+        "object": "rerank",
+        "id": str(uuid.uuid4()),
+        "created": int(time.time()),
+        "model": str(scorer.model),
+        "results": items,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+    return JSONResponse(content)
 
 
 # --- OpenAPI ---------------------------------------------------------------------------------

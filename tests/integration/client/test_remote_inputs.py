@@ -202,3 +202,35 @@ def test_one_scorer_is_shared_by_threads(serve: Any, fakes: Any) -> None:
     for query, scores in zip(queries, results, strict=True):
         assert scores == [fakes.score(query, p) for p in PASSAGES]
     assert len(server.seen) == 16
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (
+            lambda r: r.rank(QUERY, PASSAGES, score_threshold=float("nan")),
+            r"score_threshold must be a finite number or None, got nan\.",
+        ),
+        (
+            lambda r: r.rank(QUERY, PASSAGES, score_threshold=float("-inf")),
+            r"score_threshold must be a finite number or None, got -inf\.",
+        ),
+        (
+            lambda r: r.score(QUERY, ["ok", "cut \ud83d"]),
+            r"passages\[1\] contains a lone surrogate '\\ud83d' at character 4",
+        ),
+    ],
+    ids=["threshold-nan", "threshold-inf", "lone-surrogate"],
+)
+def test_non_finite_threshold_and_lone_surrogate_fail_before_any_request(
+    serve: Any, fakes: Any, call: Any, match: str
+) -> None:
+    """Regression: a NaN threshold returned [] and a lone surrogate failed in the tokenizer."""
+    server = fakes.scripted([fakes.ok])
+    with (
+        serve(server.app) as url,
+        RemoteScorer(url) as remote,
+        pytest.raises(ValueError, match=match),
+    ):
+        call(remote)
+    assert server.seen == []

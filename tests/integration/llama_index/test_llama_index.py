@@ -17,7 +17,7 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.llms import MockLLM
-from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
+from llama_index.core.schema import ImageNode, MetadataMode, NodeWithScore, QueryBundle, TextNode
 
 from rerank_plugins import get_scorer
 from rerank_plugins.langchain import CrossEncoderRerank as LangChainRerank
@@ -76,6 +76,46 @@ def test_postprocess_returns_new_nodes_best_first(tiny_bert: Path) -> None:
     assert [n.node.metadata["retrieval_score"] for n in result] == [r.index for r in expected]
     assert result[0].node.node_id == f"n{RELEVANT}"
     assert [n.model_dump() for n in nodes] == [n.model_dump() for n in before]
+
+
+@pytest.mark.parametrize("top_n", [None, 1], ids=["all", "top_n-1"])
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_nodes_without_text_follow_the_ranked_nodes_unscored(
+    tiny_bert: Path, top_n: int | None, asynchronous: bool
+) -> None:
+    """Regression: an ImageNode (or an empty chunk) was scored as "" and could outrank text."""
+    image = NodeWithScore(
+        node=ImageNode(image="aGVsbG8=", id_="img", metadata={"source": "figure 1"}), score=0.9
+    )
+    empty = NodeWithScore(node=TextNode(text="  ", id_="empty"), score=0.8)
+    nodes = [image, *make_nodes()[:2], empty, *make_nodes()[2:]]
+    reranker = CrossEncoderRerank(model=str(tiny_bert), top_n=top_n)
+    if asynchronous:
+        result = asyncio.run(reranker.apostprocess_nodes(nodes, query_str=QUERY))
+    else:
+        result = reranker.postprocess_nodes(nodes, query_str=QUERY)
+    text_only = reranker.postprocess_nodes(make_nodes(), query_str=QUERY)
+    assert [(n.node.node_id, n.score) for n in result] == [
+        *((n.node.node_id, n.score) for n in text_only),
+        ("img", None),
+        ("empty", None),
+    ]
+    assert [n.node.metadata["retrieval_score"] for n in result[-2:]] == [0.9, 0.8]
+    assert result[-2].node is not image.node
+
+
+def test_only_nodes_without_text_are_returned_without_scoring(
+    tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reranker = CrossEncoderRerank(model=str(tiny_bert))
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("nothing to score: the model must not be called")
+
+    monkeypatch.setattr(reranker.scorer, "_forward", fail)
+    nodes = [NodeWithScore(node=ImageNode(image="aGVsbG8=", id_="img"), score=0.5)]
+    result = reranker.postprocess_nodes(nodes, query_str=QUERY)
+    assert [(n.node.node_id, n.score) for n in result] == [("img", None)]
 
 
 def test_scores_embed_metadata_by_default(tiny_bert: Path) -> None:

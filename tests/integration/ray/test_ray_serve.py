@@ -110,7 +110,8 @@ async def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(
     bad_response, scores = results[0], results[1:]
     assert bad_response.status_code == 422
     assert bad_response.json()["error"]["message"] == (
-        "query must be a non-empty string, got '   '."
+        "Invalid request body: query: String should contain a character that is not "
+        "whitespace (got '   ')."
     )
     for query, got in zip(queries, scores, strict=True):
         assert got == pytest.approx(local.score(query, PASSAGES), abs=1e-5)

@@ -479,7 +479,7 @@ def test_metrics_report_the_real_scorers_queue(make_client, tiny_bert):
     assert samples["rerank_plugins_scorer_pairs_per_second"] > 0
 
 
-@pytest.mark.parametrize("path", ["/rerank", "/v1/rerank", "/v2/rerank"])
+@pytest.mark.parametrize("path", ["/rerank", "/v1/rerank", "/v2/rerank", "/infinity/rerank"])
 def test_openapi_declares_the_timeout_header_and_504(make_client, word_overlap, path):
     operation = make_client(word_overlap).get("/openapi.json").json()["paths"][path]["post"]
 

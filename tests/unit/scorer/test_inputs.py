@@ -97,6 +97,65 @@ def test_score_threshold_then_top_n(scorer: CrossEncoderScorer) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "threshold", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"]
+)
+def test_non_finite_score_threshold_raises(scorer: CrossEncoderScorer, threshold: float) -> None:
+    """Regression: score_threshold=nan compared false with every score and returned []."""
+    message = rf"^score_threshold must be a finite number or None, got {threshold!r}\. Pass None"
+    with pytest.raises(ValueError, match=message):
+        scorer.rank("cats", ["cats purr"], score_threshold=threshold)
+    with pytest.raises(ValueError, match=message):
+        asyncio.run(scorer.arank("cats", ["cats purr"], score_threshold=threshold))
+
+
+@pytest.mark.parametrize("threshold", [None, -1e9], ids=["no-threshold", "low-threshold"])
+@pytest.mark.parametrize(
+    ("top_n", "expected"), [(None, 3), (1, 1), (3, 3), (4, 3)], ids=["all", "1", "len", "len+1"]
+)
+def test_top_n_above_len_keeps_all(
+    scorer: CrossEncoderScorer, threshold: float | None, top_n: int | None, expected: int
+) -> None:
+    passages = ["cats purr", "lava flows", "trains run"]
+    results = scorer.rank("cats", passages, top_n=top_n, score_threshold=threshold)
+    assert [r.index for r in results] == [r.index for r in scorer.rank("cats", passages)][:expected]
+
+
+@pytest.mark.parametrize(
+    ("query", "passages", "message"),
+    [
+        (
+            "cats",
+            ["cats purr", "half an emoji \ud83d here"],
+            r"^passages\[1\] contains a lone surrogate '\\ud83d' at character 14, which is not "
+            r"valid Unicode text",
+        ),
+        (
+            "\udc80cats",
+            ["cats purr"],
+            r"^query contains a lone surrogate '\\udc80' at character 0, which is not valid",
+        ),
+    ],
+    ids=["passage", "query"],
+)
+def test_lone_surrogate_is_named(
+    scorer: CrossEncoderScorer, query: str, passages: list[str], message: str
+) -> None:
+    """Regression: a lone surrogate gave the tokenizer's bare 'TextInputSequence must be str'."""
+    with pytest.raises(ValueError, match=message):
+        scorer.score(query, passages)
+    with pytest.raises(ValueError, match=message):
+        scorer.count_tokens(query, passages)
+
+
+def test_repair_suggested_for_lone_surrogates_works(scorer: CrossEncoderScorer) -> None:
+    """The fix the message suggests gives text the scorer accepts, keeping real emoji."""
+    broken = "cats \ud83d\ude00 purr \ud83d"
+    repaired = broken.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    assert repaired == "cats \U0001f600 purr \ufffd"
+    assert len(scorer.score("cats", [repaired])) == 1
+
+
 def test_query_longer_than_max_length_is_truncated_not_crashed(tiny_bert: Path) -> None:
     scorer = CrossEncoderScorer(str(tiny_bert), device="cpu", max_length=16)
     scores = scorer.score("cats sleep " * 40, ["cats purr", "lava flows"])
