@@ -238,7 +238,7 @@ class MicroBatcher:
         while pairs < self._max_pairs:
             remaining = deadline - time.monotonic()
             try:
-                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get(False)
+                job = self._queue.get(timeout=max(remaining, 0.0))
             except queue.Empty:
                 break
             if job is None:
