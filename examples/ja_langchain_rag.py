@@ -42,6 +42,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 from pydantic import ConfigDict
 
+from rerank_plugins.errors import RerankPluginsError
 from rerank_plugins.eval.bm25 import BM25Index
 from rerank_plugins.langchain import CrossEncoderRerank
 
@@ -188,4 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except RerankPluginsError as err:  # e.g. offline without the model: one line, exit 1
+        sys.exit(f"error: {err}")

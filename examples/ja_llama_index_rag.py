@@ -48,6 +48,7 @@ from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
 
 from rerank_plugins import split_sentences
+from rerank_plugins.errors import RerankPluginsError
 from rerank_plugins.eval.bm25 import BM25Index
 from rerank_plugins.llama_index import CrossEncoderRerank
 
@@ -238,4 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except RerankPluginsError as err:  # e.g. offline without the model: one line, exit 1
+        sys.exit(f"error: {err}")

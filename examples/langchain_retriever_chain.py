@@ -23,6 +23,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.vectorstores import InMemoryVectorStore
 
+from rerank_plugins.errors import RerankPluginsError
 from rerank_plugins.langchain import CrossEncoderRerank
 
 DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L6-v2"
@@ -99,4 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except RerankPluginsError as err:  # e.g. offline without the model: one line, exit 1
+        sys.exit(f"error: {err}")

@@ -24,6 +24,7 @@ from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import BaseQueryEngine
 from llama_index.core.schema import TextNode
 
+from rerank_plugins.errors import RerankPluginsError
 from rerank_plugins.llama_index import CrossEncoderRerank
 
 DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L6-v2"
@@ -101,4 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except RerankPluginsError as err:  # e.g. offline without the model: one line, exit 1
+        sys.exit(f"error: {err}")

@@ -89,6 +89,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.add_cleanup(patch.undo)
     patch.setenv("HF_HUB_OFFLINE", "1")
     patch.setenv("TRANSFORMERS_OFFLINE", "1")
+    # Worker processes fork after tokenizers ran; set here so `python -m pytest` needs no env.
+    patch.setenv("TOKENIZERS_PARALLELISM", "false")
     # backend="auto" exports models to ONNX on the CPU: into a session directory, not ~/.cache.
     cache = Path(tempfile.mkdtemp(prefix="rerank-plugins-test-cache-"))
     config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))

@@ -8,6 +8,10 @@ from typing import Any
 _SCORER_OPTIONS = ("revision", "device", "dtype", "backend", "max_length", "batch_size")
 
 
+class UsageError(Exception):
+    """A command-line argument or input that cannot be used; ``rerank-plugins`` exits with 2."""
+
+
 def positive_int(text: str) -> int:
     """An argparse ``type`` for integers >= 1."""
     try:

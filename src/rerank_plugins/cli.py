@@ -1,6 +1,9 @@
 """The ``rerank-plugins`` command: ``score``, ``models``, ``serve`` and ``eval``.
 
-Each subcommand imports what it needs when it runs, so ``--help`` is instant.
+Each subcommand imports what it needs when it runs, so ``--help`` is instant. Errors are
+handled in one place, :func:`main`: one line on stderr, exit status 2 for usage errors
+(bad arguments, unreadable input) and 1 for runtime failures (a model that cannot be
+loaded, a failed run); ``--debug`` (``-v``) shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -11,7 +14,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from rerank_plugins._cli_options import add_model_options, model_options, positive_int
+from rerank_plugins._cli_options import (
+    UsageError,
+    add_model_options,
+    model_options,
+    positive_int,
+)
 from rerank_plugins._version import __version__
 
 
@@ -33,21 +41,51 @@ def _add_score_parser(subparsers: Any) -> None:
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    from rerank_plugins.scorer import get_scorer
-
-    passages = list(args.passages)
+    if not args.query.strip():
+        msg = f"--query must be a non-empty string, got {args.query!r}."
+        raise UsageError(msg)
+    passages: list[str] = list(args.passages)
+    lines: list[int | None] = [None] * len(passages)
     if args.file:
-        stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
-        with stream:
-            passages.extend(line.rstrip("\n") for line in stream if line.strip())
+        for number, line in _read_lines(args.file):
+            if line.strip():  # blank lines are not scored; results keep the line number
+                passages.append(line)
+                lines.append(number)
     if not passages:
-        msg = "rerank-plugins score: error: no passages; give them as arguments or with --file."
-        raise SystemExit(msg)
+        msg = "no passages; give them as arguments or with --file."
+        raise UsageError(msg)
+    from rerank_plugins.scorer import get_scorer  # torch: only once the input is known good
+
     scorer = get_scorer(args.model, **model_options(args))
     results = scorer.rank(args.query, passages, top_n=args.top_n)
-    payload = [{"index": r.index, "score": r.score, "text": r.text} for r in results]
+    payload = []
+    for r in results:
+        item: dict[str, Any] = {"index": r.index, "score": r.score, "text": r.text}
+        if lines[r.index] is not None:
+            item["line"] = lines[r.index]
+        payload.append(item)
     sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
     return 0
+
+
+def _read_lines(name: str) -> list[tuple[int, str]]:
+    """``(line number, text)`` of each line of ``name`` (``-``: standard input), 1-based."""
+    try:
+        if name == "-":
+            text = sys.stdin.read()
+        else:
+            with open(name, encoding="utf-8") as file:
+                text = file.read()
+    except FileNotFoundError as err:
+        msg = f"--file {name!r}: no such file."
+        raise UsageError(msg) from err
+    except IsADirectoryError as err:
+        msg = f"--file {name!r} is a directory; give a text file with one passage per line."
+        raise UsageError(msg) from err
+    except UnicodeDecodeError as err:
+        msg = f"--file {name!r} is not UTF-8 text (byte {err.start}: {err.reason})."
+        raise UsageError(msg) from err
+    return list(enumerate(text.splitlines(), start=1))
 
 
 def _add_models_parser(subparsers: Any) -> None:
@@ -91,20 +129,63 @@ def build_parser() -> argparse.ArgumentParser:
         description="A local cross-encoder reranker: score, serve and evaluate.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_debug_option(parser, default=False)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_score_parser(subparsers)
     _add_models_parser(subparsers)
     for name, command in (("serve", serve_command), ("eval", eval_command)):
         command.add_parser(subparsers)
         subparsers.choices[name].set_defaults(run=command.run)
+    for subparser in subparsers.choices.values():
+        # SUPPRESS: an option given before the subcommand is not reset by its default.
+        _add_debug_option(subparser, default=argparse.SUPPRESS)
     return parser
 
 
+def _add_debug_option(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    parser.add_argument(
+        "-v",
+        "--debug",
+        action="store_true",
+        default=default,
+        help="On an error, show the full traceback instead of a one-line message.",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
+    """Run the command line; return the exit status (0 ok, 1 failed, 2 usage error)."""
     args = build_parser().parse_args(argv)
-    status: int = args.run(args)
+    try:
+        status: int = args.run(args)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"rerank-plugins {args.command}: interrupted.\n")
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        sys.stderr.write(f"rerank-plugins {args.command}: error: {_one_line(err)}\n")
+        return 2 if _is_usage_error(err) else 1
     return status
+
+
+def _is_usage_error(err: Exception) -> bool:
+    """Bad arguments or input (exit 2), as opposed to a failure while running (exit 1)."""
+    from rerank_plugins.errors import RerankPluginsError
+
+    if isinstance(err, RerankPluginsError):
+        return False
+    return isinstance(err, (UsageError, ValueError, TypeError, FileNotFoundError))
+
+
+def _one_line(err: Exception) -> str:
+    """The message of ``err`` on one line; unexpected errors also name their type."""
+    from rerank_plugins.errors import RerankPluginsError
+
+    text = " ".join(line.strip() for line in str(err).strip().splitlines()) or "(no message)"
+    expected = (RerankPluginsError, UsageError, ValueError, TypeError, OSError)
+    if not isinstance(err, expected):
+        text = f"{type(err).__name__}: {text} (run with --debug for the traceback)"
+    return text
 
 
 if __name__ == "__main__":

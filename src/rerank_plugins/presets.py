@@ -7,10 +7,12 @@ add one by adding a row.
 
 from __future__ import annotations
 
+import difflib
+import os
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PRESETS", "Preset", "resolve_preset"]
+__all__ = ["PRESETS", "Preset", "resolve_preset", "suggest_preset"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +142,15 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def resolve_preset(model: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Map a preset name to its hub id and recommended options; other names pass through."""
+def resolve_preset(
+    model: str | os.PathLike[str], options: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """Map a preset name to its hub id and recommended options; other names pass through.
+
+    An ``os.PathLike`` is always a path (returned as a string), never a preset name.
+    """
+    if isinstance(model, os.PathLike):
+        return os.fspath(model), options
     preset = PRESETS.get(model)
     if preset is None:
         return model, options
@@ -149,3 +158,10 @@ def resolve_preset(model: str, options: dict[str, Any]) -> tuple[str, dict[str, 
     if preset.activation != "auto":
         defaults["activation"] = preset.activation
     return preset.model, {**defaults, **options}
+
+
+def suggest_preset(name: str) -> str | None:
+    """The preset name or preset hub id closest to ``name``, for "did you mean" hints."""
+    known = {key.lower(): key for preset in PRESETS.values() for key in (preset.name, preset.model)}
+    matches = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.8)
+    return known[matches[0]] if matches else None

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -220,7 +221,7 @@ def _default_num_gpus() -> float:
 
 
 def build_app(
-    model: str,
+    model: str | os.PathLike[str],
     *,
     num_replicas: int | None = None,
     num_gpus: float | None = None,
@@ -238,7 +239,8 @@ def build_app(
     """Build a Ray Serve application that serves ``model`` with the rerank HTTP API.
 
     Args:
-        model: Hub id or local path of the cross-encoder (a path must exist on every node).
+        model: Hub id or local path (``str`` or ``os.PathLike``) of the cross-encoder (a
+            path must exist on every node).
         num_replicas: Fixed number of replicas (default 1). Leave it unset when passing
             ``autoscaling_config``. For one replica per GPU, use your GPU count.
         num_gpus: GPUs per replica: 1 gives each replica its own GPU, 0.5 packs two on one.
@@ -267,6 +269,7 @@ def build_app(
         ValueError: An option is out of range, or both ``num_replicas`` and
             ``autoscaling_config`` were given.
     """
+    model = os.fspath(model) if isinstance(model, os.PathLike) else model
     if not isinstance(model, str) or not model.strip():
         msg = f"model must be a hub id or a local path, got {model!r}."
         raise ValueError(msg)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -96,35 +97,34 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``eval`` with parsed ``args``; return the exit status (0 ok, 1 failed, 2 bad input)."""
-    from rerank_plugins.errors import RerankPluginsError
+    """Run ``eval`` with parsed ``args``; return 0, or raise (``cli.main`` reports errors).
+
+    A data set that cannot be read raises :class:`~rerank_plugins._cli_options.UsageError`
+    (exit status 2) before any model is loaded.
+    """
+    from rerank_plugins._cli_options import UsageError
     from rerank_plugins.eval.datasets import load_dataset
     from rerank_plugins.eval.runner import evaluate
 
+    _show_progress_messages(logging.getLogger("rerank_plugins.eval"))
     try:
         dataset = load_dataset(args.data, args.format, split=args.split)
     except (OSError, ValueError) as err:
-        sys.stderr.write(f"rerank-plugins eval: error: {err}\n")
-        return 2
+        raise UsageError(str(err)) from err
     sys.stderr.write(f"Loaded {dataset!r}.\n")
 
-    options = model_options(args)
-    try:
-        from rerank_plugins import get_scorer
+    from rerank_plugins import get_scorer
 
-        scorer = get_scorer(args.model, **options)
-        report = evaluate(
-            scorer,
-            dataset,
-            first_stage=args.first_stage,
-            top_k=args.top_k,
-            limit=args.limit,
-            progress=not args.no_progress,
-            bm25_tokenizer=args.bm25_tokenizer,
-        )
-    except (RerankPluginsError, ValueError) as err:
-        sys.stderr.write(f"rerank-plugins eval: error: {err}\n")
-        return 1
+    scorer = get_scorer(args.model, **model_options(args))
+    report = evaluate(
+        scorer,
+        dataset,
+        first_stage=args.first_stage,
+        top_k=args.top_k,
+        limit=args.limit,
+        progress=not args.no_progress,
+        bm25_tokenizer=args.bm25_tokenizer,
+    )
 
     table_stream = sys.stderr if args.json == "-" else sys.stdout
     table_stream.write(report.format_table() + "\n")
@@ -141,3 +141,18 @@ def run(args: argparse.Namespace) -> int:
         paths = report.save_runs(args.save_run)
         sys.stderr.write("Wrote " + ", ".join(str(p) for p in paths.values()) + ".\n")
     return 0
+
+
+def _show_progress_messages(logger: logging.Logger) -> None:
+    """Print the evaluation's info messages (such as the time estimate) on stderr."""
+    if not any(isinstance(handler, _StderrHandler) for handler in logger.handlers):
+        logger.addHandler(_StderrHandler())
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+
+
+class _StderrHandler(logging.Handler):
+    """Writes each message as a line to the current ``sys.stderr`` (so tests can capture it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(self.format(record) + "\n")

@@ -29,6 +29,14 @@ Formats (``load_dataset(path, format)``):
 
 Every document text comes from the data; documents get the ids the data gives them, or
 ``p0``, ``p1``... in order of first appearance.
+
+Two rules hold for every format:
+
+* An id (of a document or a query) given twice with different texts raises ``ValueError``
+  naming the id and both places (file and line, or record); given twice with the same
+  text, it is the same item.
+* A (query, document) pair judged more than once keeps its highest label (so a positive
+  is never lost to a later 0), and a warning gives the counts.
 """
 
 from __future__ import annotations
@@ -128,6 +136,7 @@ class _Corpus:
     def __init__(self) -> None:
         self.texts: dict[str, str] = {}
         self._by_text: dict[str, str] = {}
+        self._where: dict[str, str] = {}
 
     def add(self, text: str, docid: str | None, where: str) -> str:
         if docid is None:
@@ -136,15 +145,65 @@ class _Corpus:
                 docid = f"p{len(self._by_text)}"
                 while docid in self.texts:
                     docid += "_"
-        elif docid in self.texts and self.texts[docid] != text:
-            msg = (
-                f"{where}: document id {docid!r} was given two different texts "
-                f"({_preview(self.texts[docid])} and {_preview(text)}); ids must be unique."
-            )
-            raise ValueError(msg)
+        else:
+            _check_unique("document", docid, text, where, self.texts, self._where)
         self.texts.setdefault(docid, text)
+        self._where.setdefault(docid, where)
         self._by_text.setdefault(text, docid)
         return docid
+
+
+class _Queries:
+    """Query texts by id, in order; an id given two different texts raises."""
+
+    def __init__(self) -> None:
+        self.texts: dict[str, str] = {}
+        self._where: dict[str, str] = {}
+
+    def add(self, qid: str, text: str, where: str) -> None:
+        _check_unique("query", qid, text, where, self.texts, self._where)
+        self.texts.setdefault(qid, text)
+        self._where.setdefault(qid, where)
+
+
+def _check_unique(
+    kind: str, item_id: str, text: str, where: str, texts: dict[str, str], wheres: dict[str, str]
+) -> None:
+    """Raise when ``item_id`` already has a different text; name the id and both places."""
+    if item_id in texts and texts[item_id] != text:
+        msg = (
+            f"{where}: {kind} id {item_id!r} was already given a different text at "
+            f"{wheres[item_id]} ({_preview(texts[item_id])}, now {_preview(text)}); "
+            "ids must be unique."
+        )
+        raise ValueError(msg)
+
+
+class _Labels:
+    """Relevance labels; a (query, document) pair judged twice keeps its highest label."""
+
+    def __init__(self) -> None:
+        self.qrels: dict[str, dict[str, int]] = {}
+        self.repeated = 0
+        self.differing = 0
+
+    def add(self, qid: str, docid: str, label: int) -> None:
+        judged = self.qrels.setdefault(qid, {})
+        if docid in judged:
+            self.repeated += 1
+            self.differing += judged[docid] != label
+            label = max(label, judged[docid])
+        judged[docid] = label
+
+    def warn_repeats(self, source: str | Path) -> None:
+        if self.repeated:
+            logger.warning(
+                "%s: %d repeated (query, document) judgments, %d of them with a different "
+                "label; each pair keeps its highest label.",
+                source,
+                self.repeated,
+                self.differing,
+            )
 
 
 def _preview(value: object, limit: int = 40) -> str:
@@ -290,23 +349,13 @@ def _name(path: str | Path) -> str:
     return Path(raw).name if not glob.has_magic(raw) else raw
 
 
-def _add_query(queries: dict[str, str], qid: str, text: str, where: str) -> None:
-    if qid in queries and queries[qid] != text:
-        msg = (
-            f"{where}: query id {qid!r} was given two different texts "
-            f"({_preview(queries[qid])} and {_preview(text)}); ids must be unique."
-        )
-        raise ValueError(msg)
-    queries[qid] = text
-
-
 # --------------------------------------------------------------------------- SQuAD
 
 
 def load_squad(path: str | Path) -> EvalDataset:
     """Load SQuAD-style JSON (a file, a directory of ``*.json`` or a glob); see the module."""
     corpus = _Corpus()
-    queries: dict[str, str] = {}
+    queries = _Queries()
     qrels: dict[str, dict[str, int]] = {}
     candidates: dict[str, list[str]] = {}
     skipped = 0
@@ -356,14 +405,14 @@ def load_squad(path: str | Path) -> EvalDataset:
                     if qid in qrels and docid not in qrels[qid]:
                         msg = f"{qa_where}: question id {qid!r} appears twice; ids must be unique."
                         raise ValueError(msg)
-                    _add_query(queries, qid, question, qa_where)
+                    queries.add(qid, question, qa_where)
                     qrels[qid] = {docid: 1}
                     article_qids.append(qid)
             for qid in article_qids:
                 candidates[qid] = list(article_docs)  # a list of its own per query
     if skipped:
         logger.info("Skipped %d unanswerable (is_impossible) questions in %s.", skipped, path)
-    return EvalDataset(_name(path), corpus.texts, queries, qrels, candidates)
+    return EvalDataset(_name(path), corpus.texts, queries.texts, qrels, candidates)
 
 
 # --------------------------------------------------------------------------- BEIR
@@ -388,7 +437,7 @@ def load_beir(path: str | Path, *, split: str = "test") -> EvalDataset:
     if not root.is_dir():
         msg = f"A BEIR data set is a directory; {str(path)!r} is not one. Check the path."
         raise FileNotFoundError(msg)
-    corpus: dict[str, str] = {}
+    documents = _Corpus()
     for where, record in _read_jsonl(_beir_file(root, "corpus.jsonl")):
         docid = _optional_id(record, ["_id"], where)
         if docid is None:
@@ -398,17 +447,19 @@ def load_beir(path: str | Path, *, split: str = "test") -> EvalDataset:
         if not isinstance(text, str):
             msg = f"{where}: 'text' must be a string, got {_preview(text)}."
             raise ValueError(msg)
-        corpus[docid] = join_title(record.get("title"), text)
+        documents.add(join_title(record.get("title"), text), docid, where)
+    corpus = documents.texts
 
-    all_queries: dict[str, str] = {}
+    queries_read = _Queries()
     for where, record in _read_jsonl(_beir_file(root, "queries.jsonl")):
         qid = _optional_id(record, ["_id"], where)
         if qid is None:
             msg = f"{where}: the query has no '_id'."
             raise ValueError(msg)
-        all_queries[qid] = _required_str(record, ["text"], where)
+        queries_read.add(qid, _required_str(record, ["text"], where), where)
+    all_queries = queries_read.texts
 
-    qrels: dict[str, dict[str, int]] = {}
+    labels = _Labels()
     missing_docs = 0
     qrels_file = _beir_file(root / "qrels", f"{split}.tsv") if (root / "qrels").is_dir() else None
     if qrels_file is None:
@@ -433,11 +484,12 @@ def load_beir(path: str | Path, *, split: str = "test") -> EvalDataset:
             if docid not in corpus:
                 missing_docs += 1
                 continue
-            qrels.setdefault(qid, {})[docid] = _label(score, where)
+            labels.add(qid, docid, _label(score, where))
     if missing_docs:
         logger.warning("Dropped %d judgments of documents missing from the corpus.", missing_docs)
-    queries = {qid: text for qid, text in all_queries.items() if qid in qrels}
-    return EvalDataset(_name(root), corpus, queries, qrels)
+    labels.warn_repeats(qrels_file)
+    queries = {qid: text for qid, text in all_queries.items() if qid in labels.qrels}
+    return EvalDataset(_name(root), corpus, queries, labels.qrels)
 
 
 # --------------------------------------------------------------------------- JQaRA
@@ -457,8 +509,8 @@ def _passage(value: Any, where: str) -> tuple[str, str | None]:
 def load_jqara(path: str | Path) -> EvalDataset:
     """Load per-query candidates with labels (JSONL, JSON or CSV; see the module)."""
     corpus = _Corpus()
-    queries: dict[str, str] = {}
-    qrels: dict[str, dict[str, int]] = {}
+    queries = _Queries()
+    judgments = _Labels()
     candidates: dict[str, list[str]] = {}
     qid_by_text: dict[str, str] = {}
     for file in _expand(path, ["*.jsonl", "*.jsonl.gz", "*.json", "*.csv", "*.tsv"]):
@@ -467,7 +519,7 @@ def load_jqara(path: str | Path) -> EvalDataset:
             qid = _optional_id(record, _QID_KEYS, where)
             if qid is None:
                 qid = qid_by_text.setdefault(query, f"q{len(qid_by_text)}")
-            _add_query(queries, qid, query, where)
+            queries.add(qid, query, where)
             if "passages" in record:
                 passages = record["passages"]
                 labels = record.get("labels")
@@ -491,14 +543,15 @@ def load_jqara(path: str | Path) -> EvalDataset:
                     msg = f"{where}: the row has no 'label' (or give 'passages' and 'labels')."
                     raise ValueError(msg)
                 rows = [(join_title(record.get("title"), text), docid, record["label"])]
-            judged = qrels.setdefault(qid, {})
+            judgments.qrels.setdefault(qid, {})
             listed = candidates.setdefault(qid, [])
             for text, given_id, label in rows:
                 docid = corpus.add(text, given_id, where)
-                judged[docid] = _label(label, where)
+                judgments.add(qid, docid, _label(label, where))
                 if docid not in listed:
                     listed.append(docid)
-    return EvalDataset(_name(path), corpus.texts, queries, qrels, candidates)
+    judgments.warn_repeats(path)
+    return EvalDataset(_name(path), corpus.texts, queries.texts, judgments.qrels, candidates)
 
 
 # --------------------------------------------------------------------------- DPR / NQ
@@ -507,8 +560,8 @@ def load_jqara(path: str | Path) -> EvalDataset:
 def load_dpr(path: str | Path) -> EvalDataset:
     """Load DPR/FiD-style ``question`` + ``ctxs`` records, pooling contexts as the corpus."""
     corpus = _Corpus()
-    queries: dict[str, str] = {}
-    qrels: dict[str, dict[str, int]] = {}
+    queries = _Queries()
+    labels = _Labels()
     candidates: dict[str, list[str]] = {}
     count = 0
     for file in _expand(path, ["*.jsonl", "*.jsonl.gz", "*.json"]):
@@ -520,15 +573,16 @@ def load_dpr(path: str | Path) -> EvalDataset:
             if not isinstance(ctxs, list) or not all(isinstance(c, dict) for c in ctxs):
                 msg = f"{where}: expected 'ctxs', a list of objects with 'title' and 'text'."
                 raise ValueError(msg)
-            _add_query(queries, qid, query, where)
+            queries.add(qid, query, where)
             gold_key = "isgold" if any("isgold" in ctx for ctx in ctxs) else "hasanswer"
-            judged = qrels.setdefault(qid, {})
+            labels.qrels.setdefault(qid, {})
             listed = candidates.setdefault(qid, [])
             for i, ctx in enumerate(ctxs):
                 ctx_where = f"{where}: ctxs[{i}]"
                 text, given_id = _passage(ctx, ctx_where)
                 docid = corpus.add(text, given_id, ctx_where)
-                judged[docid] = max(judged.get(docid, 0), _label(ctx.get(gold_key, 0), ctx_where))
+                labels.add(qid, docid, _label(ctx.get(gold_key, 0), ctx_where))
                 if docid not in listed:
                     listed.append(docid)
-    return EvalDataset(_name(path), corpus.texts, queries, qrels, candidates)
+    labels.warn_repeats(path)
+    return EvalDataset(_name(path), corpus.texts, queries.texts, labels.qrels, candidates)

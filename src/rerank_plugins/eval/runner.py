@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ __all__ = ["EvalReport", "SupportsRank", "evaluate"]
 logger = logging.getLogger(__name__)
 
 FirstStage = Literal["bm25", "none"]
+
+_ESTIMATE_AFTER = 5
+"""Queries timed before the total time of an evaluation is estimated and logged."""
 
 
 class _Ranked(Protocol):
@@ -238,8 +242,9 @@ def evaluate(
     first_stage_seconds = index_seconds
     latencies: list[float] = []
     bar = _progress_bar(len(qids), progress)
+    loop_started = time.perf_counter()
     try:
-        for qid in qids:
+        for done, qid in enumerate(qids, start=1):
             query = dataset.queries[qid]
             tick = time.perf_counter()
             if index is not None:
@@ -252,6 +257,8 @@ def evaluate(
             reranked_run[qid] = _rerank(scorer, qid, query, candidates, dataset, latencies)
             if bar is not None:
                 bar.update(1)
+            if done == _ESTIMATE_AFTER < len(qids):
+                _log_estimate(time.perf_counter() - loop_started, done, len(qids), top_k, bar)
     finally:
         if bar is not None:
             bar.close()
@@ -328,6 +335,24 @@ def _rerank(
             raise ValueError(msg)
         scores[order[position]] = float(result.score)
     return scores
+
+
+def _log_estimate(elapsed: float, done: int, total: int, top_k: int, bar: Any) -> None:
+    """Tell how long the whole evaluation will take at the rate of its first queries.
+
+    Written above the progress bar when there is one, else logged at INFO.
+    """
+    per_query = elapsed / done
+    minutes = per_query * total / 60
+    message = (
+        f"Estimated time: about {f'{minutes:.1f} min' if minutes >= 1 else f'{minutes * 60:.0f} s'}"
+        f" for {total} queries ({per_query:.2f} s per query at top_k={top_k}, measured on the "
+        f"first {done}). A smaller top_k or limit gives a quicker run."
+    )
+    if bar is not None:
+        bar.write(message, file=sys.stderr)
+    else:
+        logger.info(message)
 
 
 def _percentile(values: Sequence[float], fraction: float) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,14 +16,15 @@ _key_locks: dict[tuple[Any, ...], threading.Lock] = {}
 _lock = threading.Lock()
 
 
-def get_scorer(model: str, **options: Any) -> CrossEncoderScorer:
+def get_scorer(model: str | os.PathLike[str], **options: Any) -> CrossEncoderScorer:
     """Return the process-wide scorer for ``model`` and ``options``, loading it on first use.
 
     Every caller that asks for the same model, revision, device, dtype and other options
     (LangChain and LlamaIndex adapters, threads, server requests) gets the same instance;
     concurrent first calls load the model exactly once. ``model`` is a hub id, a local
-    path or a preset name (see ``rerank-plugins models``); ``options`` are the keyword
-    arguments of :class:`CrossEncoderScorer` and override a preset's.
+    path (``str`` or ``os.PathLike``) or a preset name (see ``rerank-plugins models``);
+    ``options`` are the keyword arguments of :class:`CrossEncoderScorer` and override a
+    preset's.
 
     The scorer is shared: do not ``close()`` it or use it in a ``with`` block (that raises
     ``TypeError``); :func:`clear_scorers` releases shared scorers. A shared scorer that was

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from rerank_plugins.scorer._batching import plan_batches
 from rerank_plugins.scorer._loading import (
     load_config_and_tokenizer,
     load_cross_encoder,
+    model_name,
     resolve_device,
     resolve_dtype,
 )
@@ -51,7 +53,8 @@ class CrossEncoderScorer:
     concurrent calls into shared length-sorted batches.
 
     Args:
-        model: A Hugging Face hub id or the path of a saved model directory.
+        model: A Hugging Face hub id or the path of a saved model directory (``str`` or
+            ``os.PathLike``).
         revision: Hub branch, tag or commit to load.
         device: ``"auto"`` (cuda > mps > cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
         dtype: ``"auto"`` (bf16/fp16 on GPU, fp32 on CPU), ``"float32"``, ``"float16"``,
@@ -89,7 +92,7 @@ class CrossEncoderScorer:
 
     def __init__(
         self,
-        model: str,
+        model: str | os.PathLike[str],
         *,
         revision: str | None = None,
         device: str = "auto",
@@ -110,9 +113,7 @@ class CrossEncoderScorer:
         backend: str = "auto",
         onnx_quantize: bool = False,
     ) -> None:
-        if not isinstance(model, str) or not model.strip():
-            msg = f"model must be a hub id or a local path, got {model!r}."
-            raise ValueError(msg)
+        model = model_name(model)
         if long_passages not in ("truncate", "window"):
             msg = f"long_passages must be 'truncate' or 'window', got {long_passages!r}."
             raise ValueError(msg)

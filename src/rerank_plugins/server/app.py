@@ -146,7 +146,7 @@ def _resolve_api_key(api_key: str | None) -> str | None:
 def create_app(
     scorer: RerankScorer | None = None,
     *,
-    model: str | None = None,
+    model: str | os.PathLike[str] | None = None,
     api_key: str | None = None,
     max_documents: int = DEFAULT_MAX_DOCUMENTS,
     max_document_chars: int = DEFAULT_MAX_DOCUMENT_CHARS,
@@ -156,8 +156,9 @@ def create_app(
 
     Args:
         scorer: A loaded scorer to serve (it is ready at once, with or without a lifespan).
-        model: A model id or local path to load with ``rerank_plugins.get_scorer`` in the
-            background when the app starts; the endpoints answer 503 until it is loaded.
+        model: A model id or local path (``str`` or ``os.PathLike``) to load with
+            ``rerank_plugins.get_scorer`` in the background when the app starts; the
+            endpoints answer 503 until it is loaded.
         api_key: Require ``Authorization: Bearer <api_key>`` on every endpoint but
             ``/health`` and the API docs. ``None`` reads ``$RERANK_PLUGINS_API_KEY``; when
             that is unset or empty too, the server is open.
@@ -173,6 +174,7 @@ def create_app(
         ValueError: Neither or both of ``scorer`` and ``model`` were given, or an option is
             out of range.
     """
+    model = os.fspath(model) if isinstance(model, os.PathLike) else model
     if (scorer is None) == (model is None):
         msg = (
             "create_app needs exactly one of scorer or model, got "

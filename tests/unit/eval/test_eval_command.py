@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 
 import rerank_plugins
-from rerank_plugins import RankResult
+from rerank_plugins import RankResult, cli
 from rerank_plugins.errors import ModelLoadError
 from rerank_plugins.eval import _command, trec
 
@@ -155,10 +156,8 @@ def test_run_json_to_stdout_moves_the_table_to_stderr(data_file, fake_get_scorer
 
 def test_missing_data_returns_2(tmp_path, fake_get_scorer, capsys):
     missing = tmp_path / "missing.json"
-    args = make_parser().parse_args(
-        ["eval", "--data", str(missing), "--format", "squad", "--model", "m"]
-    )
-    assert _command.run(args) == 2
+    status = cli.main(["eval", "--data", str(missing), "--format", "squad", "--model", "m"])
+    assert status == 2
     assert capsys.readouterr().err == (
         "rerank-plugins eval: error: "
         f"No such file or directory: {str(missing)!r}; check the path.\n"
@@ -167,10 +166,8 @@ def test_missing_data_returns_2(tmp_path, fake_get_scorer, capsys):
 
 
 def test_wrong_format_for_the_data_returns_2(data_file, fake_get_scorer, capsys):
-    args = make_parser().parse_args(
-        ["eval", "--data", str(data_file), "--format", "beir", "--model", "m"]
-    )
-    assert _command.run(args) == 2
+    status = cli.main(["eval", "--data", str(data_file), "--format", "beir", "--model", "m"])
+    assert status == 2
     assert "A BEIR data set is a directory" in capsys.readouterr().err
 
 
@@ -179,13 +176,42 @@ def test_model_load_error_returns_1(data_file, monkeypatch, capsys):
         raise ModelLoadError(f"Could not load {model!r}: not found.")
 
     monkeypatch.setattr(rerank_plugins, "get_scorer", get_scorer, raising=False)
-    args = make_parser().parse_args(
-        ["eval", "--data", str(data_file), "--format", "jqara", "--model", "nope"]
-    )
-    assert _command.run(args) == 1
+    status = cli.main(["eval", "--data", str(data_file), "--format", "jqara", "--model", "nope"])
+    assert status == 1
     assert capsys.readouterr().err.endswith(
         "rerank-plugins eval: error: Could not load 'nope': not found.\n"
     )
+
+
+def test_debug_shows_the_traceback(data_file, monkeypatch):
+    """--debug (-v) lets the exception through, so Python prints its traceback."""
+
+    def get_scorer(model, **options):
+        raise ModelLoadError("broken")
+
+    monkeypatch.setattr(rerank_plugins, "get_scorer", get_scorer, raising=False)
+    argv = ["eval", "--data", str(data_file), "--format", "jqara", "--model", "m", "-v"]
+    with pytest.raises(ModelLoadError, match=r"^broken$"):
+        cli.main(argv)
+
+
+def test_eval_prints_a_time_estimate_after_the_first_queries(tmp_path, fake_get_scorer, capsys):
+    """Bug: eval ran for ~25 minutes with no hint of how long it would take."""
+    rows = [
+        {"qid": f"q{i}", "query": f"word{i}", "passages": [f"word{i}", "other"], "labels": [1, 0]}
+        for i in range(8)
+    ]
+    path = tmp_path / "eight.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    argv = ["eval", "--data", str(path), "--format", "jqara", "--model", "m", "--no-progress"]
+    assert cli.main([*argv, "--first-stage", "none", "--top-k", "2"]) == 0
+    err = capsys.readouterr().err
+    assert re.search(
+        r"^Estimated time: about \d+ s for 8 queries \(\d+\.\d\d s per query at top_k=2, "
+        r"measured on the first 5\)\. A smaller top_k or limit gives a quicker run\.$",
+        err,
+        flags=re.MULTILINE,
+    ), err
 
 
 def test_importing_the_command_stays_light():

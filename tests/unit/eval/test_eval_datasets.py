@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -365,11 +366,76 @@ def test_conflicting_document_ids(tmp_path):
         {"qid": "a", "query": "x", "docid": "d", "text": "one", "label": 1},
         {"qid": "a", "query": "x", "docid": "d", "text": "two", "label": 0},
     ]
+    path = _write_jsonl(tmp_path / "q.jsonl", rows)
     with pytest.raises(
         ValueError,
-        match=r"q\.jsonl:2: document id 'd' was given two different texts \('one' and 'two'\)",
+        match=rf"q\.jsonl:2: document id 'd' was already given a different text at "
+        rf"{re.escape(str(path))}:1 \('one', now 'two'\); ids must be unique\.$",
     ):
-        load_dataset(_write_jsonl(tmp_path / "q.jsonl", rows), "jqara")
+        load_dataset(path, "jqara")
+
+
+def test_jqara_repeated_row_keeps_the_highest_label_and_warns(tmp_path, caplog):
+    """Bug: a (question, passage) row labelled 1 then 0 lost its positive (last label won),
+    so the question silently left the evaluation."""
+    rows = [
+        {"qid": "a", "query": "x", "text": "gold", "label": 1},
+        {"qid": "a", "query": "x", "text": "other", "label": 0},
+        {"qid": "a", "query": "x", "text": "gold", "label": 0},
+        {"qid": "a", "query": "x", "text": "other", "label": 0},
+    ]
+    dataset = load_dataset(_write_jsonl(tmp_path / "q.jsonl", rows), "jqara")
+    assert dataset.qrels == {"a": {"p0": 1, "p1": 0}}
+    assert dataset.candidates == {"a": ["p0", "p1"]}
+    assert caplog.messages == [
+        f"{tmp_path / 'q.jsonl'}: 2 repeated (query, document) judgments, 1 of them with a "
+        "different label; each pair keeps its highest label."
+    ]
+
+
+def test_beir_repeated_judgment_keeps_the_highest_label_and_warns(tmp_path, caplog):
+    """The same rule as JQaRA and DPR: qrels/test.tsv judging a pair twice keeps the max."""
+    root = _beir(tmp_path / "mini", ["q1\td1\t2", "q1\td1\t0", "q1\td2\t0"])
+    assert load_dataset(root, "beir").qrels == {"q1": {"d1": 2, "d2": 0}}
+    assert caplog.messages == [
+        f"{root / 'qrels' / 'test.tsv'}: 1 repeated (query, document) judgments, 1 of them "
+        "with a different label; each pair keeps its highest label."
+    ]
+
+
+def test_dpr_repeated_context_keeps_the_highest_label_and_warns(tmp_path, caplog):
+    record = {"question": "q", "ctxs": [
+        {"title": "T", "text": "A won.", "hasanswer": False},
+        {"title": "T", "text": "A won.", "hasanswer": True},
+    ]}  # fmt: skip
+    dataset = load_dataset(_write_jsonl(tmp_path / "nq.jsonl", [record]), "dpr")
+    assert dataset.qrels == {"q0": {"p0": 1}}
+    assert "1 repeated (query, document) judgments, 1 of them with a different label" in (
+        caplog.text
+    )
+
+
+@pytest.mark.parametrize("file", ["corpus.jsonl", "queries.jsonl"])
+def test_beir_duplicate_id_with_another_text_raises_with_both_lines(tmp_path, file):
+    """Bug: a duplicate _id in corpus.jsonl silently kept the second text."""
+    root = _beir(tmp_path / "mini", ["q1\td1\t1"])
+    with (root / file).open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"_id": "d1" if file == "corpus.jsonl" else "q1", "text": "new"}))
+    kind, item = ("document", "d1") if file == "corpus.jsonl" else ("query", "q1")
+    path = re.escape(str(root / file))
+    with pytest.raises(
+        ValueError,
+        match=rf"^{path}:4: {kind} id '{item}' was already given a different text at "
+        rf"{path}:1 \(.*, now 'new'\); ids must be unique\.$",
+    ):
+        load_dataset(root, "beir")
+
+
+def test_beir_duplicate_id_with_the_same_text_is_one_document(tmp_path):
+    root = _beir(tmp_path / "mini", ["q1\td2\t1"])
+    with (root / "corpus.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"_id": "d2", "title": "", "text": "Dogs bark."}) + "\n")
+    assert load_dataset(root, "beir").corpus["d2"] == "Dogs bark."
 
 
 # --------------------------------------------------------------------------- DPR / NQ

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -78,13 +80,71 @@ def test_missing_local_directory_says_so(tmp_path: Path) -> None:
         CrossEncoderScorer(missing)
 
 
-def test_unfetchable_hub_id_explains_offline_options() -> None:
+def test_offline_hub_id_fails_at_once_with_the_fix() -> None:
+    """Bug: offline, an uncached hub id spent ~27 s on retries before a long traceback."""
     with pytest.raises(ModelLoadError) as info:
         CrossEncoderScorer("rerank-plugins-test/does-not-exist")
-    message = str(info.value)
-    assert message.startswith("Could not fetch model 'rerank-plugins-test/does-not-exist'")
-    assert "local_files_only=True" in message
-    assert "path of a local copy" in message
+    assert str(info.value) == (
+        "Could not load model 'rerank-plugins-test/does-not-exist': offline mode is on "
+        "(HF_HUB_OFFLINE is set) and the model is not in the local Hugging Face cache. Pass "
+        "the path of a saved model directory instead (--model /path/to/dir on the command "
+        "line), or download the model once with network access: local_files_only=True "
+        "(--local-files-only) then loads it from the Hugging Face cache."
+    )
+
+
+def test_get_scorer_accepts_a_path_object(tiny_bert: Path) -> None:
+    """Bug: get_scorer(Path(dir)) failed: "must be a hub id or a local path, got PosixPath"."""
+    scorer = get_scorer(tiny_bert, device="cpu", backend="torch")
+    assert scorer is get_scorer(str(tiny_bert), device="cpu", backend="torch")
+    assert scorer.model == str(tiny_bert)
+    assert len(scorer.score("q", ["a", "b"])) == 2
+
+
+def test_a_file_is_not_a_model_directory(tiny_bert: Path) -> None:
+    """Bug: a path to a file was reported as "Could not fetch ... from the Hugging Face hub"."""
+    weights = next(tiny_bert.glob("*.safetensors"))
+    with pytest.raises(
+        ModelLoadError,
+        match=rf"^Could not load model {re.escape(repr(str(weights)))}: it is a file; a model "
+        r"directory is needed, the folder with config\.json, the weights and the tokenizer "
+        r"files\.$",
+    ):
+        CrossEncoderScorer(weights)
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("ms-marco-MiniLM-L7", " Did you mean 'ms-marco-MiniLM-L6'?"),
+        ("JA-XSMALL-V1", " Did you mean 'ja-xsmall-v1'?"),
+        ("nonsense", ""),
+        ("a/b/c/", ""),
+    ],
+    ids=["preset-typo", "preset-case", "not-a-hub-id", "bad-hub-id"],
+)
+def test_a_name_that_is_no_preset_path_or_hub_id_fails_at_once(name: str, hint: str) -> None:
+    """Bug: a preset name with a typo was sent to the hub (25 s of retries)."""
+    expected = (
+        f"Unknown model {name!r}: not a preset, an existing directory or a Hugging Face hub id "
+        f"of the form 'owner/name'.{hint} `rerank-plugins models` lists the presets."
+    )
+    if name == "a/b/c/":
+        expected = (
+            f"Could not load model {name!r}: no such directory. Pass the path of a saved model."
+        )
+    with pytest.raises(ModelLoadError, match=f"^{re.escape(expected)}$"):
+        get_scorer(name)
+
+
+def test_a_preset_name_given_to_the_scorer_points_to_get_scorer() -> None:
+    with pytest.raises(
+        ModelLoadError,
+        match=r"^'ms-marco-MiniLM-L6' is a preset name: load it with "
+        r"get_scorer\('ms-marco-MiniLM-L6'\), or pass its hub id "
+        r"'cross-encoder/ms-marco-MiniLM-L6-v2' to CrossEncoderScorer\.$",
+    ):
+        CrossEncoderScorer("ms-marco-MiniLM-L6")
 
 
 def test_local_files_only_error_names_the_cache() -> None:
@@ -123,3 +183,42 @@ def test_public_api_is_pinned() -> None:
     ]
     for name in rerank_plugins.__all__:
         assert getattr(rerank_plugins, name) is not None
+
+
+def test_a_path_object_is_never_a_preset_name() -> None:
+    from rerank_plugins.presets import resolve_preset
+
+    assert resolve_preset(Path("ms-marco-MiniLM-L6"), {}) == ("ms-marco-MiniLM-L6", {})
+    assert resolve_preset("ms-marco-MiniLM-L6", {})[0] == "cross-encoder/ms-marco-MiniLM-L6-v2"
+
+
+def test_create_app_accepts_a_path_object(tiny_bert: Path) -> None:
+    """Bug: a model given as a Path object was rejected ("must be a hub id or a local path")."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from rerank_plugins.server.app import create_app
+
+    app = create_app(model=tiny_bert, scorer_options={"device": "cpu", "backend": "torch"})
+    with TestClient(app) as client:
+        for _ in range(600):
+            health = client.get("/health")
+            if health.status_code == 200:
+                break
+            time.sleep(0.05)
+        assert health.json() == {"status": "ok", "model": str(tiny_bert)}
+
+
+def test_a_hub_id_near_a_preset_model_gets_a_suggestion() -> None:
+    """When the hub answers 404 for a near miss of a preset's hub id, the message names it."""
+    from rerank_plugins.scorer._loading import _load_error
+
+    cause = OSError("cross-encoder/ms-marco-MiniLM-L7-v2 is not a valid model identifier.")
+    message = str(_load_error("cross-encoder/ms-marco-MiniLM-L7-v2", cause, local_files_only=False))
+    assert message == (
+        "Could not fetch model 'cross-encoder/ms-marco-MiniLM-L7-v2' from the Hugging Face hub: "
+        "cross-encoder/ms-marco-MiniLM-L7-v2 is not a valid model identifier. Did you mean "
+        "'cross-encoder/ms-marco-MiniLM-L6-v2'? Check the id's spelling, and that you are "
+        "logged in for private repos. Offline, pass the path of a local copy, or set "
+        "local_files_only=True to use the local cache."
+    )
