@@ -60,6 +60,8 @@ def test_a_hub_snapshot_is_keyed_by_its_commit_not_by_its_files(tmp_path: Path) 
 
 
 def test_a_local_model_is_keyed_by_its_contents(tmp_path: Path) -> None:
+    """Guards against keys that change without the weights changing (a copy, a touched
+    file) and against reusing an export after the config or weights changed."""
     first, copy = tmp_path / "a", tmp_path / "b"
     for directory in (first, copy):
         directory.mkdir()
@@ -73,6 +75,8 @@ def test_a_local_model_is_keyed_by_its_contents(tmp_path: Path) -> None:
 def test_the_manifest_is_written_last_and_lists_the_files(
     tiny_bert: Path, exports: list[Path]
 ) -> None:
+    """Guards against reading an entry whose export stopped half-way: only a manifest,
+    written after every file, makes an entry count."""
     CrossEncoderScorer(str(tiny_bert), device="cpu", backend="onnx")
     (directory,) = exports
     assert _onnx._complete(directory, "model.onnx")
