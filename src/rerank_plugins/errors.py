@@ -35,7 +35,15 @@ class ModelLoadError(RerankPluginsError):
 
 
 class OverloadedError(RerankPluginsError):
-    """The scorer's queue is full; retry later (HTTP 429)."""
+    """The scorer's queue is full; retry later (HTTP 429).
+
+    ``retry_after`` estimates, in seconds, when the work now waiting will have been scored
+    (waiting pairs over the measured rate); None when no rate has been measured yet.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class RemoteRerankError(RerankPluginsError):
