@@ -3,9 +3,13 @@
 ``CrossEncoderScorer(model, backend="onnx")`` loads through :func:`load_onnx_cross_encoder`:
 
 1. The config and tokenizer load as for the torch backend (same checks, same activation).
-2. The export is looked up in a cache directory keyed by the model id or path, the revision
-   and a fingerprint of the saved files (the hub snapshot's commit, or the size and mtime of
-   a local directory's weights), so a retrained local model is exported again.
+2. The export is looked up in a cache directory keyed by what identifies the weights: the
+   resolved commit of a hub model, or a fingerprint of the contents of a local directory's
+   config and weights (a retrained local model is exported again). An entry counts only if
+   its manifest (``export.json``, written last) lists its files with their sizes; one that
+   fails to load anyway is removed and exported again, once. If the cache directory cannot
+   be written, ``backend="auto"`` runs torch at once and ``backend="onnx"`` exports to a
+   temporary directory for this process (both warn, once per process).
 3. On a miss, a child process (``python -m rerank_plugins.scorer._onnx``: the optimizer
    peaks at about ten times the fp32 weights, memory the caller would otherwise keep) loads
    the weights in fp32 with ``attn_implementation="eager"`` (a graph
@@ -15,8 +19,8 @@
    computes only the first token's row, all the classifier reads), checked against the
    unchanged torch model on other shapes than the export's, fused with onnxruntime's
    transformer optimizer, and, with ``onnx_quantize=True``, quantized to dynamic int8.
-   Files are written to a temporary directory and renamed into place, so concurrent
-   processes never read a half-written model.
+   Files are written to a temporary directory and renamed into place, the manifest last,
+   so concurrent processes never read a half-written model.
 
 Dynamic int8 changes scores and can change rankings; measure it on your data first (see
 ``docs/guides/performance.md``). onnxruntime is imported only here, lazily.
@@ -24,6 +28,7 @@ Dynamic int8 changes scores and can change rankings; measure it on your data fir
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
@@ -70,6 +75,9 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".msgpack", ".h5")
 # (BERT-base, 110M parameters: 4.3 GB for ~40 s, measured), in a child process.
 _AUTO_MAX_PARAMETERS = 150_000_000
 _export_lock = threading.Lock()
+_MANIFEST = "export.json"
+# Cache roots found unwritable in this process, and the temporary root used instead.
+_unwritable: dict[Path, Path | None] = {}
 
 
 def cache_root() -> Path:
@@ -98,19 +106,76 @@ def onnx_device(requested: str | None, resolved: str) -> str:
 
 
 def cache_key(model: str, revision: str | None, files_dir: Path | None) -> str:
-    """A directory name for this model: a readable slug plus a hash of what identifies it."""
-    identity: dict[str, Any] = {"model": model, "revision": revision, "format": _FORMAT}
-    if files_dir is not None:
-        identity["dir"] = str(files_dir.resolve())
-        identity["files"] = sorted(
-            (path.name, stat.st_size, stat.st_mtime_ns)
-            for path in files_dir.iterdir()
-            if path.is_file() and (path.suffix in _WEIGHT_SUFFIXES or path.name == "config.json")
-            for stat in [path.stat()]
-        )
+    """A directory name for this model: a readable slug plus a hash of what identifies it.
+
+    A hub snapshot (``.../snapshots/<commit>``) is identified by its commit, whichever of its
+    files are downloaded yet; a local directory by the contents of its config and weights;
+    a model whose files were not found by its id and revision.
+    """
+    identity: dict[str, Any] = {"model": model, "format": _FORMAT}
+    if files_dir is None:
+        identity["revision"] = revision
+    elif files_dir.parent.name == "snapshots":
+        identity["commit"] = files_dir.name
+    else:
+        identity["content"] = _content_fingerprint(files_dir)
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     slug = re.sub(r"[^A-Za-z0-9._-]+", "--", model.strip("/~."))[-60:] or "model"
     return f"{slug}-{digest}"
+
+
+def _content_fingerprint(directory: Path) -> str:
+    """A hash of the names and bytes of a directory's config and weight files."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.iterdir()):
+        if path.is_file() and (path.suffix in _WEIGHT_SUFFIXES or path.name == "config.json"):
+            digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
+            with path.open("rb") as file:
+                while chunk := file.read(1 << 20):
+                    digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _complete(directory: Path, name: str) -> bool:
+    """Whether the cache entry's manifest lists ``name`` with the size the file has."""
+    try:
+        manifest = json.loads((directory / _MANIFEST).read_text())
+        return bool(manifest["files"][name] == (directory / name).stat().st_size)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _writable_root(root: Path, *, auto: bool) -> Path | None:
+    """Where to export: ``root`` if it can be written, else a fallback.
+
+    The fallback (remembered for the process, so the check and its warning happen once) is
+    a temporary directory for ``backend="onnx"``, and None (use torch) for ``"auto"``.
+    """
+    if root not in _unwritable:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=root):
+                pass
+            return root
+        except OSError as err:
+            logger.warning(
+                "The ONNX cache directory %s is not writable (%s), so exports cannot be kept: "
+                "set %s to a writable directory. Until then, %s.",
+                root,
+                err,
+                CACHE_ENV,
+                "backend='auto' uses torch"
+                if auto
+                else "backend='onnx' exports into a temporary directory once per process",
+            )
+            _unwritable[root] = None
+    if auto:
+        return None
+    temporary = _unwritable[root]
+    if temporary is None:
+        temporary = _unwritable[root] = Path(tempfile.mkdtemp(prefix="rerank-plugins-onnx-"))
+        atexit.register(shutil.rmtree, temporary, ignore_errors=True)
+    return temporary
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,26 +261,12 @@ def load_onnx_cross_encoder(
     source, config, tokenizer = files
     if auto and not (covers(config) and _parameters(config) <= _AUTO_MAX_PARAMETERS):
         return None
-    directory = cache_root() / cache_key(model, revision, _files_dir(source, common))
+    key = cache_key(model, revision, _files_dir(source, common))
     name = "model.int8.onnx" if quantize else "model.onnx"
-    path = directory / name
-    if not path.is_file():
-        with _export_lock:
-            if not path.is_file():
-                try:
-                    _run_export(model, source, common, directory, quantize)
-                except ModelLoadError as err:
-                    if not auto:
-                        raise
-                    logger.warning("%s; using the torch backend instead.", err)
-                    return None
-    logger.info("Loading the ONNX model %s", path)
-    try:
-        network = OnnxCrossEncoder(path, device=device)
-    except Exception as err:
-        if not auto:
-            raise
-        logger.warning("Could not load the ONNX model %s (%s); using torch.", path, err)
+    network = _open_or_export(
+        model, source, common, cache_root() / key, name, quantize=quantize, device=device, auto=auto
+    )
+    if network is None:
         return None
     return LoadedModel(
         tokenizer=tokenizer,
@@ -234,6 +285,81 @@ def load_onnx_cross_encoder(
             token=token,
         ),
     )
+
+
+def _open_or_export(
+    model: str,
+    source: str,
+    common: dict[str, Any],
+    directory: Path,
+    name: str,
+    *,
+    quantize: bool,
+    device: str,
+    auto: bool,
+    retried: bool = False,
+) -> OnnxCrossEncoder | None:
+    """Open the cached export, exporting it first if it is missing or incomplete.
+
+    An entry that fails to load (a corrupt file) is removed and exported again, once.
+    Return None (with a warning) where ``auto`` should fall back to torch.
+    """
+    if not _complete(directory, name):
+        with _export_lock:
+            if not _complete(directory, name):
+                root = _writable_root(directory.parent, auto=auto)
+                if root is None:
+                    return None
+                directory = root / directory.name
+                if not _complete(directory, name):
+                    if (directory / name).exists():
+                        logger.warning(
+                            "The cached ONNX model %s is incomplete (an interrupted export?); "
+                            "exporting it again.",
+                            directory / name,
+                        )
+                    try:
+                        _run_export(model, source, common, directory, quantize)
+                    except ModelLoadError as err:
+                        if not auto:
+                            raise
+                        logger.warning("%s; using the torch backend instead.", err)
+                        return None
+    path = directory / name
+    logger.info("Loading the ONNX model %s", path)
+    try:
+        return OnnxCrossEncoder(path, device=device)
+    except ValueError as err:  # a device onnxruntime cannot use: not the cache's fault
+        if not auto:
+            raise
+        logger.warning("Could not load the ONNX model %s (%s); using torch.", path, err)
+        return None
+    except Exception as err:
+        if not retried:
+            logger.warning(
+                "The cached ONNX model %s could not be loaded (%s: %s); removing it and "
+                "exporting it again.",
+                path,
+                type(err).__name__,
+                err,
+            )
+            shutil.rmtree(directory, ignore_errors=True)
+            return _open_or_export(
+                model,
+                source,
+                common,
+                directory,
+                name,
+                quantize=quantize,
+                device=device,
+                auto=auto,
+                retried=True,
+            )
+        if auto:
+            logger.warning("Could not load the ONNX model %s (%s); using torch.", path, err)
+            return None
+        msg = f"The ONNX export of {model!r} at {path} could not be loaded: {err}"
+        raise ModelLoadError(msg) from err
 
 
 def _run_export(
@@ -330,7 +456,7 @@ def _export(
     with tempfile.TemporaryDirectory(dir=directory.parent, prefix=".export-") as tmp:
         staging = Path(tmp)
         fused = directory / "model.onnx"
-        if fused.is_file():
+        if _complete(directory, "model.onnx"):
             shutil.copy2(fused, staging / "model.onnx")
         else:
             raw = staging / "raw.onnx"
@@ -341,13 +467,15 @@ def _export(
             raw.unlink()
         if quantize:
             _quantize(staging / "model.onnx", staging / "model.int8.onnx")
-        (staging / "export.json").write_text(
-            json.dumps({"format": _FORMAT, "opset": _OPSET, "inputs": list(input_names)})
-        )
+        files = {path.name: path.stat().st_size for path in staging.iterdir()}
+        manifest = {"format": _FORMAT, "opset": _OPSET, "inputs": list(input_names)}
+        (staging / _MANIFEST).write_text(json.dumps(manifest | {"files": files}))
         directory.mkdir(exist_ok=True)
-        for path in staging.iterdir():
-            # os.replace is atomic: a reader sees the old file or the new one, never half of it.
-            os.replace(path, directory / path.name)
+        # os.replace is atomic: a reader sees the old file or the new one, never half of it.
+        # The manifest goes last: until it lists a file, readers treat the entry as missing.
+        for file in files:
+            os.replace(staging / file, directory / file)
+        os.replace(staging / _MANIFEST, directory / _MANIFEST)
 
 
 def _logits_only(model: Any, input_names: tuple[str, ...]) -> Any:

@@ -25,30 +25,42 @@ def get_scorer(model: str | os.PathLike[str], **options: Any) -> CrossEncoderSco
     path (``str`` or ``os.PathLike``) or a preset name (see ``rerank-plugins models``);
     ``options`` are the keyword arguments of :class:`CrossEncoderScorer` and override a
     preset's.
+
+    The scorer is shared: do not ``close()`` it or use it in a ``with`` block (that raises
+    ``TypeError``); :func:`clear_scorers` releases shared scorers. A shared scorer that was
+    closed anyway is replaced by a fresh one on the next call.
     """
     model, options = resolve_preset(model, options)
     key = _cache_key(model, options)
     with _lock:
         scorer = _instances.get(key)
-        if scorer is not None:
+        if scorer is not None and not scorer.closed:
             return scorer
         key_lock = _key_locks.setdefault(key, threading.Lock())
+    # Per-key locks are never dropped (not even by clear_scorers), so a call that arrives
+    # while another thread loads the same model waits for that load instead of starting a
+    # second one.
     with key_lock:
         with _lock:
             scorer = _instances.get(key)
-        if scorer is None:
+        if scorer is None or scorer.closed:
             scorer = CrossEncoderScorer(model, **options)
+            scorer._shared = True
             with _lock:
                 _instances[key] = scorer
     return scorer
 
 
 def clear_scorers() -> None:
-    """Forget (and stop) every shared scorer, e.g. to free memory or in tests."""
+    """Forget (and stop) every shared scorer, e.g. to free memory or in tests.
+
+    Calls already queued are answered first. The memory of a model is freed once nothing
+    else (an adapter, a variable) refers to its scorer. A load in progress completes and
+    its scorer is kept.
+    """
     with _lock:
         scorers = list(_instances.values())
         _instances.clear()
-        _key_locks.clear()
     for scorer in scorers:
         scorer.close()
 

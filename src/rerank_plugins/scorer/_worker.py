@@ -5,14 +5,22 @@ has queued up (waiting at most ``max_wait`` for more), hands the jobs to the sco
 run as shared length-sorted batches, and each job's future gets exactly its own scores.
 One thread owns the model and the tokenizer, so there is no tokenizer contention and no
 thread oversubscription, whatever the number of callers.
+
+The worker holds only this batcher, never the scorer (the scorer hands in a callable that
+reaches it through a weak reference), so a scorer that is dropped without ``close()`` is
+freed and its thread ends. After ``os.fork()`` the child gets a fresh queue and starts its
+own worker on first use: the parent's thread does not survive a fork.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -22,6 +30,24 @@ from rerank_plugins.errors import OverloadedError
 
 logger = logging.getLogger(__name__)
 
+# The measured rate is an exponential moving average over worker rounds.
+_RATE_SMOOTHING = 0.2
+
+
+class JobFuture(Future[Any]):
+    """A future whose ``cancel()`` also reaches a running job: it stops after its batch.
+
+    ``Future.cancel()`` cannot cancel a running future; ``abandoned`` records that its
+    caller gave up anyway (an ``ascore`` task was cancelled, a client disconnected).
+    """
+
+    abandoned = False
+
+    def cancel(self) -> bool:
+        """Cancel a queued job; mark a running one abandoned so it is not scored further."""
+        self.abandoned = True
+        return super().cancel()
+
 
 @dataclass(eq=False, slots=True)
 class Job:
@@ -29,11 +55,26 @@ class Job:
 
     query: str
     passages: Sequence[str]
-    future: Future[Any] = field(default_factory=Future)
+    future: JobFuture = field(default_factory=JobFuture)
+    queued: bool = True
 
 
 class MicroBatcher:
-    """A bounded job queue drained by one daemon worker thread."""
+    """A job queue, bounded by waiting requests and pairs, drained by one daemon thread.
+
+    Args:
+        run_jobs: Scores a list of jobs and resolves their futures.
+        max_wait: Seconds the worker waits for more jobs to join a round.
+        max_pairs: Most pairs per worker round.
+        max_queue: Most waiting requests.
+        max_queue_pairs: Most waiting pairs; None bounds them at ``queue_seconds`` of work
+            at the measured rate, and never below ``min_queue_pairs``.
+        min_queue_pairs: The floor of the automatic pair bound (and the bound before the
+            rate is measured).
+        queue_seconds: The automatic pair bound in seconds of work.
+        device: Where the model runs; a CUDA model cannot be used in a forked child.
+        name: The worker thread's name.
+    """
 
     def __init__(
         self,
@@ -42,49 +83,119 @@ class MicroBatcher:
         max_wait: float,
         max_pairs: int,
         max_queue: int,
+        max_queue_pairs: int | None,
+        min_queue_pairs: int,
+        queue_seconds: float,
+        device: str,
         name: str,
     ) -> None:
         self._run_jobs = run_jobs
         self._max_wait = max_wait
         self._max_pairs = max_pairs
-        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
+        self._max_queue = max_queue
+        self._max_queue_pairs = max_queue_pairs
+        self._min_queue_pairs = min_queue_pairs
+        self._queue_seconds = queue_seconds
+        self._device = device
         self._name = name
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
         self._closed = False
+        self._fork_error: str | None = None
+        self._rate: float | None = None
+        self._reset()
+        _batchers.add(self)
 
-    def submit(self, query: str, passages: Sequence[str]) -> Future[Any]:
-        """Queue a job and return its future; raise ``OverloadedError`` when the queue is full."""
-        if self._closed:
-            msg = "This scorer was closed; create a new one with get_scorer()."
-            raise RuntimeError(msg)
-        self._ensure_started()
-        job = Job(query, passages)
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full as err:
-            msg = (
-                f"The scorer's queue is full ({self._queue.maxsize} waiting requests). "
-                "Retry later, or raise max_queue."
-            )
-            raise OverloadedError(msg) from err
-        return job.future
+    def _reset(self) -> None:
+        """Fresh queue, lock and counters: at construction and in a forked child."""
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pending_requests = 0
+        self._pending_pairs = 0
 
-    def close(self) -> None:
-        """Stop the worker after the jobs already queued; idempotent."""
-        self._closed = True
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+    @property
+    def pending_requests(self) -> int:
+        """Requests queued and not yet taken by the worker."""
+        return self._pending_requests
 
-    def _ensure_started(self) -> None:
-        if self._thread is not None:
-            return
-        with self._start_lock:
+    @property
+    def pending_pairs(self) -> int:
+        """Pairs queued and not yet taken by the worker."""
+        return self._pending_pairs
+
+    @property
+    def pairs_per_second(self) -> float | None:
+        """The measured scoring rate (moving average); None before the first round."""
+        return self._rate
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` (or :meth:`stop`) was called."""
+        return self._closed
+
+    def queue_pair_limit(self) -> int:
+        """The most pairs that may wait: ``max_queue_pairs`` or the automatic bound."""
+        if self._max_queue_pairs is not None:
+            return self._max_queue_pairs
+        if self._rate is None:
+            return self._min_queue_pairs
+        return max(self._min_queue_pairs, int(self._rate * self._queue_seconds))
+
+    def submit(self, query: str, passages: Sequence[str]) -> JobFuture:
+        """Queue a job and return its future; raise ``OverloadedError`` when the queue is full.
+
+        A job is always admitted to an empty queue, however many pairs it has.
+        """
+        pairs = len(passages)
+        with self._lock:
+            if self._fork_error is not None:
+                raise RuntimeError(self._fork_error)
+            if self._closed:
+                msg = "This scorer was closed; create a new one with get_scorer()."
+                raise RuntimeError(msg)
+            waiting = self._pending_pairs
+            limit = self.queue_pair_limit()
+            if self._pending_requests >= self._max_queue or (waiting and waiting + pairs > limit):
+                retry_after = None if self._rate is None else waiting / self._rate
+                msg = (
+                    f"The scorer's queue is full ({self._pending_requests} requests, {waiting} "
+                    f"pairs waiting; limits {self._max_queue} requests, {limit} pairs). Retry "
+                    "later, or raise max_queue / max_queue_pairs."
+                )
+                raise OverloadedError(msg, retry_after=retry_after)
+            job = Job(query, passages)
+            self._pending_requests += 1
+            self._pending_pairs += pairs
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
                 self._thread.start()
+            # Under the lock, so close() cannot queue its stop mark before this job.
+            self._queue.put(job)
+        job.future.add_done_callback(functools.partial(self._take, job))
+        return job.future
+
+    def close(self) -> None:
+        """Stop the worker after the jobs already queued, and wait for it; idempotent."""
+        thread = self.stop()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def stop(self) -> threading.Thread | None:
+        """Refuse new jobs and let the worker end after the queued ones; do not wait."""
+        with self._lock:
+            first = not self._closed
+            self._closed = True
+            thread = self._thread
+            if first and thread is not None:
+                self._queue.put(None)
+        return thread
+
+    def _take(self, job: Job, _future: Future[Any] | None = None) -> None:
+        """Count ``job`` out of the waiting work (taken by the worker, or cancelled)."""
+        with self._lock:
+            if job.queued:
+                job.queued = False
+                self._pending_requests -= 1
+                self._pending_pairs -= len(job.passages)
 
     def _loop(self) -> None:
         while True:
@@ -94,33 +205,68 @@ class MicroBatcher:
             jobs, stop = self._collect(first)
             live = [job for job in jobs if job.future.set_running_or_notify_cancel()]
             if live:
-                try:
-                    self._run_jobs(live)
-                except BaseException as err:  # the worker must outlive any failure
-                    logger.exception("Scoring batch failed")
-                    for job in live:
-                        if not job.future.done():
-                            job.future.set_exception(err)
+                self._run_round(live)
             if stop:
                 return
 
+    def _run_round(self, live: list[Job]) -> None:
+        """Run the jobs, fail them all if the scorer itself fails, and measure the rate."""
+        started = time.perf_counter()
+        try:
+            self._run_jobs(live)
+        except BaseException as err:  # the worker must outlive any failure
+            logger.exception("Scoring batch failed")
+            for job in live:
+                if not job.future.done():
+                    job.future.set_exception(err)
+            return
+        elapsed = time.perf_counter() - started
+        pairs = sum(len(job.passages) for job in live if not job.future.abandoned)
+        if pairs and elapsed > 0:
+            rate = pairs / elapsed
+            previous = self._rate
+            self._rate = (
+                rate if previous is None else previous + _RATE_SMOOTHING * (rate - previous)
+            )
+
     def _collect(self, first: Job) -> tuple[list[Job], bool]:
         """Take ``first`` plus whatever arrives within ``max_wait``, up to ``max_pairs`` pairs."""
+        self._take(first)
         jobs = [first]
         pairs = len(first.passages)
         deadline = time.monotonic() + self._max_wait
         while pairs < self._max_pairs:
             remaining = deadline - time.monotonic()
             try:
-                job = (
-                    self._queue.get(timeout=remaining)
-                    if remaining > 0
-                    else self._queue.get_nowait()
-                )
+                job = self._queue.get(timeout=max(remaining, 0.0))
             except queue.Empty:
                 break
             if job is None:
                 return jobs, True
+            self._take(job)
             jobs.append(job)
             pairs += len(job.passages)
         return jobs, False
+
+    def _after_fork_in_child(self) -> None:
+        """The parent's worker thread and queued jobs do not exist here: start afresh."""
+        self._reset()
+        if self._device.startswith("cuda"):
+            self._fork_error = (
+                f"This scorer was loaded on {self._device!r} before the process was forked, "
+                "and CUDA cannot be used in a forked child. Start workers with the 'spawn' "
+                "method (multiprocessing.get_context('spawn')), or load the scorer after the "
+                "fork (e.g. gunicorn without --preload; in Celery, in worker_process_init)."
+            )
+
+
+_batchers: weakref.WeakSet[MicroBatcher] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for batcher in list(_batchers):
+        batcher._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -7,7 +7,9 @@ import copy
 import logging
 import os
 import threading
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +28,7 @@ from rerank_plugins.scorer._worker import Job, MicroBatcher
 
 if TYPE_CHECKING:
     import torch
+    from typing_extensions import Self
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +39,10 @@ _GPU_BATCH_SIZE = 512
 # Measured on 2 CPU cores: ~1k padded tokens per batch beat 8k by ~1.6x (cache-sized matmuls).
 _CPU_BATCH_TOKENS = 1024
 _GPU_BATCH_TOKENS = 65_536
+# max_queue_pairs=None: about this many seconds of work may wait, at the measured rate.
+_QUEUE_SECONDS = 30.0
+# ... and never fewer pairs than this many worker rounds (batch_size * 16 pairs each).
+_MIN_QUEUE_ROUNDS = 2
 
 
 class CrossEncoderScorer:
@@ -68,6 +75,10 @@ class CrossEncoderScorer:
         window_stride: Tokens between window starts; defaults to half a window.
         max_wait_ms: How long the worker waits for concurrent calls to join a batch.
         max_queue: Most waiting calls before new ones get ``OverloadedError``.
+        max_queue_pairs: Most waiting (query, passage) pairs before new calls get
+            ``OverloadedError``. None (default): about 30 seconds of work at the measured
+            scoring rate, and at least two worker rounds (``32 * batch_size`` pairs). A call
+            is always accepted when nothing waits, however many passages it has.
         backend: ``"auto"`` (default): ONNX Runtime for BERT, RoBERTa and XLM-R models of
             up to 150M parameters scored on the CPU in fp32 (same scores, faster), torch
             otherwise or if the export fails. ``"onnx"``: ONNX Runtime with fused attention,
@@ -98,6 +109,7 @@ class CrossEncoderScorer:
         window_stride: int | None = None,
         max_wait_ms: float = 2.0,
         max_queue: int = 10_000,
+        max_queue_pairs: int | None = None,
         backend: str = "auto",
         onnx_quantize: bool = False,
     ) -> None:
@@ -201,12 +213,19 @@ class CrossEncoderScorer:
         self._counting_tokenizer = copy.deepcopy(loaded.tokenizer)
         self._counting_lock = threading.Lock()
         self._batcher = MicroBatcher(
-            self._run_jobs,
+            _weak_runner(weakref.ref(self)),
             max_wait=max_wait_ms / 1000,
             max_pairs=self.batch_size * 16,
-            max_queue=max_queue,
+            max_queue=_positive_int("max_queue", max_queue, 0),
+            max_queue_pairs=_optional_positive_int("max_queue_pairs", max_queue_pairs),
+            min_queue_pairs=self.batch_size * 16 * _MIN_QUEUE_ROUNDS,
+            queue_seconds=_QUEUE_SECONDS,
+            device=self.device,
             name=f"rerank-plugins-scorer[{model}]",
         )
+        # Dropped without close(): end the worker thread (it holds no reference to self).
+        weakref.finalize(self, self._batcher.stop)
+        self._shared = False  # set by get_scorer
 
     def __repr__(self) -> str:
         return (
@@ -249,6 +268,26 @@ class CrossEncoderScorer:
         scores, spans = await self._ascores_and_spans(query, passages)
         return select_top(scores, passages, top_n, score_threshold, spans=spans)
 
+    @property
+    def pending_requests(self) -> int:
+        """Calls waiting for the worker (queued, not yet being scored)."""
+        return self._batcher.pending_requests
+
+    @property
+    def pending_pairs(self) -> int:
+        """(query, passage) pairs waiting for the worker (queued, not yet being scored)."""
+        return self._batcher.pending_pairs
+
+    @property
+    def pairs_per_second(self) -> float | None:
+        """The measured scoring rate (a moving average); None before the first batch."""
+        return self._batcher.pairs_per_second
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called; a closed scorer refuses new calls."""
+        return self._batcher.closed
+
     def _scores_and_spans(self, query: str, passages: Sequence[str]) -> ScoredSpans:
         checked = check_inputs(query, passages)
         if not checked:
@@ -260,6 +299,8 @@ class CrossEncoderScorer:
         checked = check_inputs(query, passages)
         if not checked:
             return [], []
+        # Cancelling the awaiting task cancels the job: dropped if queued, else it stops
+        # after its current batch (see JobFuture).
         result: ScoredSpans = await asyncio.wrap_future(self._batcher.submit(query, checked))
         return result
 
@@ -273,8 +314,30 @@ class CrossEncoderScorer:
         return sum(len(row) for row in encoded.ids)
 
     def close(self) -> None:
-        """Stop the worker thread; later calls raise ``RuntimeError``."""
+        """Finish the calls already queued, stop the worker thread; later calls raise.
+
+        Safe to call twice or from several threads. The model itself is freed when the
+        last reference to the scorer goes (dropping a scorer without ``close()`` also
+        ends its thread). A scorer from :func:`get_scorer` is shared: release those with
+        :func:`clear_scorers` instead.
+        """
         self._batcher.close()
+
+    def __enter__(self) -> Self:
+        """``with CrossEncoderScorer(...) as scorer:`` closes it at the end of the block."""
+        if self._shared:
+            msg = (
+                "get_scorer() returns a scorer shared by the whole process, which a with "
+                "block must not close for everyone. Use it without 'with' (clear_scorers() "
+                "releases shared scorers), or create a private CrossEncoderScorer(...) for "
+                "the with block."
+            )
+            raise TypeError(msg)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close the scorer."""
+        self.close()
 
     def _encode(self, tokenizer: Any, query: str, passages: Sequence[str]) -> _Encoded:
         """Tokenize pairs (or windows of long passages), truncating only the passage.
@@ -327,14 +390,19 @@ class CrossEncoderScorer:
     def _run_jobs(self, jobs: list[Job]) -> None:
         """Worker side: encode every job, score all pairs in shared batches, resolve futures.
 
-        A job whose encoding fails, or whose pairs sit in a failed batch, gets that error;
-        the other jobs are unaffected. A windowed passage scores as its best window.
+        Each job owns a fixed slice of the rows, so a failure never moves another job's
+        scores. A job whose encoding fails gets that error. When a batch fails, its rows are
+        scored again one job at a time, so only the job that causes the failure gets the
+        error (a bad token id, an ONNX Runtime error, CUDA out of memory on one pair). A
+        cancelled job's remaining rows are skipped. A windowed passage scores as its best
+        window.
         """
         import torch
 
         ids: list[list[int]] = []
         types: list[list[int]] = []
-        owners: list[tuple[int, int]] = []
+        owners: list[int] = []
+        starts: dict[int, int] = {}
         encodings: dict[int, _Encoded] = {}
         failures: dict[int, BaseException] = {}
         for j, job in enumerate(jobs):
@@ -343,9 +411,10 @@ class CrossEncoderScorer:
             except Exception as err:
                 failures[j] = err
                 continue
+            starts[j] = len(ids)
             ids.extend(encoded.ids)
             types.extend(encoded.types or [])
-            owners.extend((j, row) for row in range(len(encoded.ids)))
+            owners.extend([j] * len(encoded.ids))
 
         raw: list[float] = [0.0] * len(ids)
         batches = plan_batches(
@@ -353,30 +422,53 @@ class CrossEncoderScorer:
         )
         with torch.inference_mode():
             for batch in batches:
-                batch_jobs = {owners[i][0] for i in batch}
-                if batch_jobs <= failures.keys():
-                    continue
+                batch_jobs = {owners[i] for i in batch}
+                dead = {j for j in batch_jobs if j in failures or jobs[j].future.abandoned}
+                rows = batch
+                if dead:
+                    if len(dead) == len(batch_jobs):
+                        continue
+                    rows = [i for i in batch if owners[i] not in dead]
+                    batch_jobs -= dead
                 try:
-                    scores = self._forward_splitting_on_oom(
-                        [ids[i] for i in batch], [types[i] for i in batch] if types else None
-                    )
+                    self._score_rows(rows, ids, types, raw)
                 except Exception as err:
-                    for j in batch_jobs:
-                        failures.setdefault(j, err)
-                    continue
-                for i, value in zip(batch, scores, strict=True):
-                    raw[i] = value
+                    if len(batch_jobs) == 1:
+                        failures[batch_jobs.pop()] = err
+                        continue
+                    logger.warning(
+                        "A batch of %d pairs from %d requests failed (%s: %s); scoring each "
+                        "request alone so that only the failing one gets the error.",
+                        len(rows),
+                        len(batch_jobs),
+                        type(err).__name__,
+                        err,
+                    )
+                    for j in sorted(batch_jobs):
+                        try:
+                            self._score_rows([i for i in rows if owners[i] == j], ids, types, raw)
+                        except Exception as job_err:
+                            failures[j] = job_err
 
-        start = 0
         for j, job in enumerate(jobs):
             if j in failures:
                 job.future.set_exception(failures[j])
-            elif j in encodings:
-                count = len(encodings[j].ids)
-                job.future.set_result(
-                    encodings[j].best(raw[start : start + count], len(job.passages))
-                )
-                start += count
+            elif job.future.abandoned:
+                job.future.set_exception(CancelledError())
+            else:
+                start, encoded = starts[j], encodings[j]
+                scores = raw[start : start + len(encoded.ids)]
+                job.future.set_result(encoded.best(scores, len(job.passages)))
+
+    def _score_rows(
+        self, rows: list[int], ids: list[list[int]], types: list[list[int]], raw: list[float]
+    ) -> None:
+        """Score ``rows`` (indices into ``ids``) in one forward pass; write them into ``raw``."""
+        scores = self._forward_splitting_on_oom(
+            [ids[i] for i in rows], [types[i] for i in rows] if types else None
+        )
+        for i, value in zip(rows, scores, strict=True):
+            raw[i] = value
 
     def _forward_splitting_on_oom(
         self, ids: list[list[int]], types: list[list[int]] | None
@@ -426,6 +518,19 @@ class CrossEncoderScorer:
         if self._network.device.type == "cuda":
             return tensor.pin_memory().to(self._network.device, non_blocking=True)
         return tensor.to(self._network.device)
+
+
+def _weak_runner(ref: weakref.ref[CrossEncoderScorer]) -> Callable[[list[Job]], None]:
+    """The worker's way to reach the scorer: a weak reference, so the thread never keeps it."""
+
+    def run_jobs(jobs: list[Job]) -> None:
+        scorer = ref()
+        if scorer is None:
+            msg = "The scorer was garbage-collected before it could answer this request."
+            raise RuntimeError(msg)
+        scorer._run_jobs(jobs)
+
+    return run_jobs
 
 
 def _positive_int(name: str, value: int | None, default: int) -> int:

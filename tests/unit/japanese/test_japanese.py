@@ -248,6 +248,8 @@ def test_other_names_pass_through_unchanged() -> None:
 class RecordingScorer:
     """Stands in for CrossEncoderScorer in get_scorer: records how it was built, no download."""
 
+    closed = False
+
     def __init__(self, model: str, **options: Any) -> None:
         self.model = model
         self.options = options
