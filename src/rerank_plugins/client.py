@@ -77,6 +77,13 @@ _PROTOCOLS = ("auto", "cohere", "jina", "tei", "vllm", "infinity")
 _PROBE_FALLBACK_STATUSES = frozenset({400, 404, 405, 415, 422})
 _MAX_BACKOFF_S = 30.0
 _MAX_RETRY_AFTER_S = 60.0
+# Statuses retried by default: overload, a gateway that could not reach the server, and
+# "unavailable" (still loading, or no time for the request now); all say "try again later".
+_RETRY_STATUSES = frozenset({429, 502, 503})
+# A gateway's timeout: the server may still be busy with the request, as after a ReadTimeout.
+_GATEWAY_TIMEOUT = 504
+# The header our server reads to drop work whose client has given up (server/_defaults.py).
+_REQUEST_TIMEOUT_HEADER = "X-Request-Timeout"
 _MAX_PARALLEL_REQUESTS = 4
 _MAX_MESSAGE_CHARS = 500
 # Limits that servers name in their "too many documents" errors: ours (413), TEI's
@@ -145,9 +152,13 @@ class RemoteScorer:
     """Scores (query, passage) pairs with a remote rerank service; thread-safe and shareable.
 
     It has the local scorer's interface, so ``CrossEncoderRerank(scorer=RemoteScorer(...))``
-    works in both adapters. Requests that fail with 429, a 5xx status, a connection error
-    or a timeout are retried with exponential backoff (honouring ``Retry-After``); other
-    4xx answers raise :class:`~rerank_plugins.errors.RemoteRerankError` at once. Large
+    works in both adapters. Requests that fail with 429, 502 or 503, or that could not be
+    sent (connection errors, connect timeouts) are retried with exponential backoff,
+    honouring ``Retry-After``; a request that timed out waiting for its answer is not
+    (``retry_read_timeouts``). Other answers raise
+    :class:`~rerank_plugins.errors.RemoteRerankError` at once. Each request carries an
+    ``X-Request-Timeout`` header with ``timeout``, so our server drops work this client
+    would no longer wait for (other servers ignore it). Large
     requests are split into several (``max_documents_per_request``, or the limit learned
     from a 413 answer) and the results merged. The sync methods use an ``httpx.Client``,
     the async ones an ``httpx.AsyncClient``; both are created on first use. Close them
@@ -163,10 +174,14 @@ class RemoteScorer:
         model: The model name sent in each request (Cohere and Jina require one); also
             this scorer's :attr:`model`. Defaults to ``base_url`` as the name, sending none.
         timeout: Seconds for each request (connect, write, read and pool each).
-        max_retries: Retries after the first attempt, for 429, 5xx, connection errors and
-            timeouts. 0 disables retries.
+        max_retries: Retries after the first attempt, for 429, 502, 503 and requests that
+            could not be sent. 0 disables retries.
         retry_backoff: The first retry waits about this many seconds; each next one twice as
             long (with jitter, at most 30 s). A ``Retry-After`` header (up to 60 s) wins.
+        retry_read_timeouts: Also retry a request whose answer did not come within
+            ``timeout`` (``httpx.ReadTimeout``, or a 504 from a gateway). Off by default: the
+            server is most likely still busy with that very request, and sending it again
+            adds the same work to its queue.
         max_documents_per_request: Split larger requests into requests of this many
             documents. ``None`` sends everything at once, until a 413 teaches a limit.
         headers: Extra headers for every request.
@@ -193,6 +208,7 @@ class RemoteScorer:
         timeout: float = 30.0,
         max_retries: int = 3,
         retry_backoff: float = 0.5,
+        retry_read_timeouts: bool = False,
         max_documents_per_request: int | None = None,
         headers: Mapping[str, str] | None = None,
         extra_body: Mapping[str, Any] | None = None,
@@ -215,6 +231,10 @@ class RemoteScorer:
         self.timeout = _positive_number("timeout", timeout)
         self.max_retries = _non_negative_int("max_retries", max_retries)
         self.retry_backoff = _non_negative_number("retry_backoff", retry_backoff)
+        if not isinstance(retry_read_timeouts, bool):
+            msg = f"retry_read_timeouts must be True or False, got {retry_read_timeouts!r}."
+            raise TypeError(msg)
+        self.retry_read_timeouts = retry_read_timeouts
         self.max_documents_per_request = (
             None
             if max_documents_per_request is None
@@ -223,6 +243,8 @@ class RemoteScorer:
         self._model_param = model
         self._extra_body = dict(extra_body or {})
         self._headers = {"User-Agent": f"rerank-plugins/{__version__}", **dict(headers or {})}
+        if _REQUEST_TIMEOUT_HEADER.lower() not in {name.lower() for name in self._headers}:
+            self._headers[_REQUEST_TIMEOUT_HEADER] = f"{self.timeout:g}"
         if api_key is not None:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._api_key_set = api_key is not None
@@ -474,7 +496,7 @@ class RemoteScorer:
                     raise self._transport_error(url, err, attempt + 1) from err
                 failure = err
             else:
-                if not _retryable_status(response.status_code):
+                if not self._retryable_status(response.status_code):
                     return response
                 failure = response
             if attempt < self.max_retries:
@@ -494,7 +516,7 @@ class RemoteScorer:
                     raise self._transport_error(url, err, attempt + 1) from err
                 failure = err
             else:
-                if not _retryable_status(response.status_code):
+                if not self._retryable_status(response.status_code):
                     return response
                 failure = response
             if attempt < self.max_retries:
@@ -502,10 +524,22 @@ class RemoteScorer:
         raise self._exhausted_error(url, failure)
 
     def _retryable_error(self, err: Exception) -> bool:
+        """Whether to send again after ``err``: yes unless it is a read timeout (opt-in).
+
+        Connect, pool and write timeouts mean the server never got the whole request;
+        network and protocol errors are mostly stale keep-alive connections.
+        """
         httpx = self._httpx
+        if isinstance(err, httpx.ReadTimeout):
+            return self.retry_read_timeouts
         return isinstance(
             err, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
         )
+
+    def _retryable_status(self, status: int) -> bool:
+        if status == _GATEWAY_TIMEOUT:
+            return self.retry_read_timeouts
+        return status in _RETRY_STATUSES
 
     def _delay(self, attempt: int, failure: httpx.Response | Exception | None, url: str) -> float:
         """Seconds before the next attempt: ``Retry-After`` if given, else jittered backoff."""
@@ -590,6 +624,14 @@ class RemoteScorer:
                 if count == 1 or _is_length_error(response.text)
                 else "The request was too large for the server."
             )
+        elif status == _GATEWAY_TIMEOUT:
+            hint = (
+                "The answer did not come in time; raise the server's or the gateway's timeout, "
+                "send fewer documents per request (max_documents_per_request=), or pass "
+                "retry_read_timeouts=True to retry."
+            )
+        elif status >= 500:
+            hint = "The server failed; check its logs. Server errors are not retried."
         elif status in (400, 415, 422):
             hint = (
                 f"The server rejected the {route.protocol!r} request body; check that "
@@ -615,7 +657,8 @@ class RemoteScorer:
         hint = (
             "The server is overloaded; send fewer or smaller requests, or raise max_retries="
             if status == 429
-            else "The server failed; check its logs, or retry later (max_retries= sets how often)"
+            else "The server is unavailable; check its logs, or retry later (max_retries= sets "
+            "how often)"
         )
         head = f"POST {url} answered {status} {failure.reason_phrase} after {tries}: "
         message = f"{_sentence(head + _server_message(failure))} {hint}."
@@ -629,6 +672,11 @@ class RemoteScorer:
                 f"{type(err).__name__}). Raise timeout= (now {self.timeout:g}), or send fewer "
                 "documents per request with max_documents_per_request=."
             )
+            if isinstance(err, self._httpx.ReadTimeout) and not self.retry_read_timeouts:
+                message += (
+                    " Read timeouts are not retried, as the server is likely still busy with "
+                    "the request; retry_read_timeouts=True retries them."
+                )
         elif isinstance(err, (self._httpx.NetworkError, self._httpx.RemoteProtocolError)):
             message = (
                 f"Could not reach {url} ({tries}; {type(err).__name__}: {err}). Check that the "
@@ -704,10 +752,6 @@ def _parse_scores(response: httpx.Response, count: int, url: str, protocol: str)
         )
         raise RemoteRerankError(msg, status_code=status, body=response.text)
     return [value for value in scores if value is not None]
-
-
-def _retryable_status(status: int) -> bool:
-    return status == 429 or status >= 500
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 from typing import Any
 
@@ -17,6 +18,8 @@ from rerank_plugins.server._defaults import (
     API_KEY_ENV,
     DEFAULT_MAX_DOCUMENT_CHARS,
     DEFAULT_MAX_DOCUMENTS,
+    DEFAULT_MAX_QUEUE_SECONDS,
+    REQUEST_TIMEOUT_HEADER,
 )
 
 __all__ = ["GRACEFUL_SHUTDOWN_S", "LOG_LEVELS", "add_parser", "run"]
@@ -39,6 +42,27 @@ def _port(value: str) -> int:
         msg = f"must be an int from 0 to 65535 (0 picks a free port), got {value!r}"
         raise argparse.ArgumentTypeError(msg)
     return port
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        msg = f"must be a positive number of seconds, got {value!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return seconds
+
+
+def _seconds_or_off(value: str) -> float | None:
+    if value.strip() == "0":
+        return None
+    try:
+        return _seconds(value)
+    except argparse.ArgumentTypeError:
+        msg = f"must be a positive number of seconds, or 0 for no bound, got {value!r}"
+        raise argparse.ArgumentTypeError(msg) from None
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -79,6 +103,31 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         f"(default: {DEFAULT_MAX_DOCUMENT_CHARS}).",
     )
     parser.add_argument(
+        "--max-body-bytes",
+        type=positive_int,
+        default=None,
+        help="Largest request body; larger is HTTP 413 before it is read (default: enough for "
+        "--max-documents documents of --max-document-chars characters, about 80 MB).",
+    )
+    parser.add_argument(
+        "--max-queue-seconds",
+        type=_seconds_or_off,
+        default=DEFAULT_MAX_QUEUE_SECONDS,
+        metavar="SECONDS",
+        help="HTTP 429 with Retry-After when the waiting work plus the request's would take "
+        "longer than this at the measured scoring rate; 0 for no bound (default: "
+        f"{DEFAULT_MAX_QUEUE_SECONDS:g}).",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="Give up on a request after this long: HTTP 503 when it cannot finish in time, "
+        f"504 when the time passes while it waits. Clients can shorten it with the "
+        f"{REQUEST_TIMEOUT_HEADER} header (default: no deadline).",
+    )
+    parser.add_argument(
         "--log-level", choices=LOG_LEVELS, default="info", help="Log level (default: info)."
     )
     return parser
@@ -113,6 +162,9 @@ def run(args: argparse.Namespace) -> int:
         max_documents=args.max_documents,
         max_document_chars=args.max_document_chars,
         scorer_options=options,
+        max_queue_seconds=args.max_queue_seconds,
+        request_timeout=args.request_timeout,
+        max_body_bytes=args.max_body_bytes,
     )
     config = uvicorn.Config(
         app,

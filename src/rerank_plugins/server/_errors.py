@@ -44,6 +44,7 @@ _TYPE_BY_STATUS = {
     429: "overloaded_error",
     500: "internal_server_error",
     503: "service_unavailable_error",
+    504: "deadline_error",
 }
 _MAX_SHOWN_ERRORS = 5
 _MAX_INPUT_REPR = 60

@@ -12,21 +12,28 @@ Exported series (all prefixed ``rerank_plugins_``):
 * ``pairs_scored_total``: (query, document) pairs scored; ``rate()`` of it is pairs/s.
 * ``tokens_total``: tokens the model saw (the ``usage`` reported to clients).
 * ``model_loaded{model}``: 1 once the model is loaded, else 0.
+* ``queue_requests``, ``queue_pairs``: requests and (query, document) pairs waiting in the
+  scorer's queue (not yet running), read at scrape time.
+* ``scorer_pairs_per_second``: the scorer's measured scoring rate (moving average).
+
+The last three are NaN while no model is loaded, before the first batch (the rate), and for
+scorers that do not report their queue (see :class:`QueueStats`).
 """
 
 from __future__ import annotations
 
+import math
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from rerank_plugins._optional import require
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Callable, Collection
 
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CONTENT_TYPE", "MetricsMiddleware", "ServerMetrics"]
+__all__ = ["CONTENT_TYPE", "MetricsMiddleware", "QueueStats", "ServerMetrics"]
 
 _prometheus = require(
     "prometheus_client",
@@ -40,6 +47,30 @@ CONTENT_TYPE: str = _prometheus.CONTENT_TYPE_LATEST
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _DOCUMENT_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 _OTHER_ENDPOINT = "other"
+
+
+@runtime_checkable
+class QueueStats(Protocol):
+    """What a scorer reports about its queue (``CrossEncoderScorer`` does).
+
+    The server bounds waiting work with it (``max_queue_seconds``, deadlines) and exports
+    it in ``/metrics``; a scorer without these properties is served without either.
+    """
+
+    @property
+    def pending_requests(self) -> int:
+        """Calls waiting in the queue, not yet running."""
+        ...
+
+    @property
+    def pending_pairs(self) -> int:
+        """(query, passage) pairs waiting in the queue, not yet running."""
+        ...
+
+    @property
+    def pairs_per_second(self) -> float | None:
+        """The measured scoring rate; ``None`` before the first batch."""
+        ...
 
 
 class ServerMetrics:
@@ -87,6 +118,37 @@ class ServerMetrics:
             ["model"],
             registry=self.registry,
         )
+
+        self.queue_requests = _prometheus.Gauge(
+            "rerank_plugins_queue_requests",
+            "Rerank requests waiting in the scorer's queue, not yet running.",
+            registry=self.registry,
+        )
+        self.queue_pairs = _prometheus.Gauge(
+            "rerank_plugins_queue_pairs",
+            "(query, document) pairs waiting in the scorer's queue, not yet running.",
+            registry=self.registry,
+        )
+        self.pairs_per_second = _prometheus.Gauge(
+            "rerank_plugins_scorer_pairs_per_second",
+            "The scorer's measured scoring rate in pairs per second (moving average).",
+            registry=self.registry,
+        )
+
+    def track_queue(self, stats: Callable[[], QueueStats | None]) -> None:
+        """Read the queue gauges from ``stats()`` (the served scorer, if it reports) on scrape."""
+
+        def reader(read: Callable[[QueueStats], float | None]) -> Callable[[], float]:
+            def value() -> float:
+                source = stats()
+                number = None if source is None else read(source)
+                return math.nan if number is None else float(number)
+
+            return value
+
+        self.queue_requests.set_function(reader(lambda s: s.pending_requests))
+        self.queue_pairs.set_function(reader(lambda s: s.pending_pairs))
+        self.pairs_per_second.set_function(reader(lambda s: s.pairs_per_second))
 
     def observe_rerank(self, *, documents: int, tokens: int) -> None:
         """Record one successful rerank request."""

@@ -11,6 +11,13 @@ Routes:
 * ``GET /health``: 200 once the model is loaded, 503 while it loads or after it failed.
 * ``GET /metrics``: Prometheus text format.
 
+Nobody waits for work nobody wants: a request whose client disconnects has its scoring job
+cancelled (dropped if still queued), a request that would wait more than
+``max_queue_seconds`` of work gets 429 with ``Retry-After``, and a request with a deadline
+(``request_timeout``, or the ``X-Request-Timeout`` header) gets 503 when it cannot finish in
+time and 504 when its deadline passes while it waits. Bodies over ``max_body_bytes`` get 413
+before they are read whole.
+
 The model is loaded in a background task started by the lifespan, so ``/health`` can
 answer 503 while a large model loads (readiness probes) instead of refusing connections.
 Bodies are parsed by hand rather than by FastAPI's body parameters so that a missing or
@@ -28,7 +35,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -43,20 +50,26 @@ from fastapi import Depends, FastAPI, Request  # noqa: E402
 from fastapi.responses import JSONResponse, Response  # noqa: E402
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer  # noqa: E402
 from pydantic import TypeAdapter, ValidationError  # noqa: E402
+from starlette.requests import ClientDisconnect  # noqa: E402
 
 from rerank_plugins.server._defaults import (  # noqa: E402
     API_KEY_ENV,
     DEFAULT_MAX_DOCUMENT_CHARS,
     DEFAULT_MAX_DOCUMENTS,
+    DEFAULT_MAX_QUEUE_SECONDS,
+    REQUEST_TIMEOUT_HEADER,
+    default_max_body_bytes,
 )
 from rerank_plugins.server._errors import (  # noqa: E402
     APIError,
     install_error_handlers,
     validation_error_from_pydantic,
 )
+from rerank_plugins.server._limits import BodyLimitMiddleware  # noqa: E402
 from rerank_plugins.server._metrics import (  # noqa: E402
     CONTENT_TYPE,
     MetricsMiddleware,
+    QueueStats,
     ServerMetrics,
 )
 from rerank_plugins.server.schemas import (  # noqa: E402
@@ -85,6 +98,9 @@ __all__ = [
     "API_KEY_ENV",
     "DEFAULT_MAX_DOCUMENTS",
     "DEFAULT_MAX_DOCUMENT_CHARS",
+    "DEFAULT_MAX_QUEUE_SECONDS",
+    "REQUEST_TIMEOUT_HEADER",
+    "QueueStats",
     "RerankScorer",
     "create_app",
 ]
@@ -94,12 +110,24 @@ logger = logging.getLogger(__name__)
 _SEARCH_UNIT_DOCUMENTS = 100  # Cohere bills one search unit per query and 100 documents.
 _RETRY_AFTER_LOADING_S = "5"
 _RETRY_AFTER_OVERLOADED_S = "1"
+# A rerank body nests 3 levels ({"documents": [{"text": ...}]}); vendor extras a few more.
+# Deeper bodies are refused before validation, which (like repr) recurses per level.
+_MAX_JSON_DEPTH = 32
+# Status for requests whose client went away (nginx's convention; nobody receives it, but
+# it is what /metrics and the access log show).
+_CLIENT_CLOSED_REQUEST = 499
 
 _BodyT = TypeVar("_BodyT")
+_T = TypeVar("_T")
 
 
 class RerankScorer(Protocol):
-    """What the server needs from a scorer (``CrossEncoderScorer`` provides it)."""
+    """What the server needs from a scorer (``CrossEncoderScorer`` provides it).
+
+    A scorer that also reports its queue (:class:`QueueStats`: ``pending_requests``,
+    ``pending_pairs``, ``pairs_per_second``) gets work-bounded admission
+    (``max_queue_seconds``), deadline estimates and the queue gauges in ``/metrics``.
+    """
 
     @property
     def model(self) -> str:
@@ -127,6 +155,9 @@ class _Settings:
     api_key: str | None
     max_documents: int
     max_document_chars: int
+    max_queue_seconds: float | None
+    request_timeout: float | None
+    max_body_bytes: int
 
 
 def _check_positive_int(name: str, value: object) -> int:
@@ -134,6 +165,20 @@ def _check_positive_int(name: str, value: object) -> int:
         msg = f"{name} must be a positive int, got {value!r}."
         raise ValueError(msg)
     return value
+
+
+def _check_seconds(name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        msg = f"{name} must be a positive number of seconds or None, got {value!r}."
+        raise ValueError(msg)
+    return float(value)
 
 
 def _resolve_api_key(api_key: str | None) -> str | None:
@@ -156,6 +201,9 @@ def create_app(
     max_documents: int = DEFAULT_MAX_DOCUMENTS,
     max_document_chars: int = DEFAULT_MAX_DOCUMENT_CHARS,
     scorer_options: dict[str, Any] | None = None,
+    max_queue_seconds: float | None = DEFAULT_MAX_QUEUE_SECONDS,
+    request_timeout: float | None = None,
+    max_body_bytes: int | None = None,
 ) -> FastAPI:
     """Build the rerank server app.
 
@@ -171,6 +219,17 @@ def create_app(
         max_document_chars: Most characters per document and in the query; more is 413.
         scorer_options: Keyword arguments for ``get_scorer`` (``device``, ``dtype``,
             ``max_length``, ``batch_size``...). Only with ``model``.
+        max_queue_seconds: Answer 429 (with ``Retry-After``) when the pairs waiting in
+            the scorer's queue plus this request's would take longer than this at the
+            scorer's measured rate. A request is always admitted when nothing waits, so
+            any request within the document limits can be served. ``None`` turns it off
+            (the scorer's own queue bound still applies).
+        request_timeout: Seconds a request may wait and be scored; ``None`` (default) for
+            no deadline. A request's ``X-Request-Timeout`` header (seconds) can shorten it.
+            With a deadline, a request the server estimates cannot finish in time gets 503
+            and one whose deadline passes while it waits gets 504; its job is cancelled.
+        max_body_bytes: Largest request body; larger ones get 413 before they are read.
+            ``None`` derives it from the document limits (about 80 MB by default).
 
     Returns:
         The FastAPI app; run it with any ASGI server (``rerank-plugins serve`` uses uvicorn).
@@ -198,6 +257,13 @@ def create_app(
         api_key=_resolve_api_key(api_key),
         max_documents=_check_positive_int("max_documents", max_documents),
         max_document_chars=_check_positive_int("max_document_chars", max_document_chars),
+        max_queue_seconds=_check_seconds("max_queue_seconds", max_queue_seconds),
+        request_timeout=_check_seconds("request_timeout", request_timeout),
+        max_body_bytes=(
+            default_max_body_bytes(max_documents, max_document_chars)
+            if max_body_bytes is None
+            else _check_positive_int("max_body_bytes", max_body_bytes)
+        ),
     )
     options = dict(scorer_options or {})
     metrics = ServerMetrics()
@@ -227,10 +293,12 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.scorer = None
+    app.state.queue_stats = None
     app.state.load_error = None
     app.state.load_task = None
     # Set by `rerank-plugins serve` to stop uvicorn when loading fails; private.
     app.state.on_load_error = None
+    metrics.track_queue(lambda: app.state.queue_stats)
     if scorer is not None:
         _set_scorer(app, scorer)
 
@@ -241,11 +309,28 @@ def create_app(
         status: {"model": ErrorBody, "description": description}
         for status, description in (
             (401, "Missing or wrong API key"),
-            (413, "Too many documents, or a document is too long"),
+            (413, "Too many documents, a document is too long, or the body is too large"),
             (422, "Malformed request"),
             (429, "Overloaded; retry later"),
             (503, "The model is loading or failed to load"),
         )
+    }
+    rerank_errors: dict[int | str, dict[str, Any]] = {
+        **error_responses,
+        503: {
+            "model": ErrorBody,
+            "description": "The model is loading or failed to load, or the request cannot "
+            "finish before its deadline",
+        },
+        504: {"model": ErrorBody, "description": "The request's deadline passed"},
+    }
+    timeout_header = {
+        "name": REQUEST_TIMEOUT_HEADER,
+        "in": "header",
+        "required": False,
+        "description": "Seconds this client waits: 503 when the server estimates it cannot "
+        "answer in time, 504 when the time passes while the request waits or is scored.",
+        "schema": {"type": "number", "exclusiveMinimum": 0},
     }
 
     @app.post(
@@ -253,7 +338,10 @@ def create_app(
         dependencies=auth,
         response_model=None,
         summary="Rerank (Cohere v1 / vLLM, or TEI when the body has `texts`)",
-        openapi_extra={"requestBody": _body_schema(LEGACY_BODY_ADAPTER, extra_schemas)},
+        openapi_extra={
+            "requestBody": _body_schema(LEGACY_BODY_ADAPTER, extra_schemas),
+            "parameters": [timeout_header],
+        },
         responses={
             200: {
                 "description": "Cohere/vLLM response, or TEI's bare list for a TEI body",
@@ -271,7 +359,7 @@ def create_app(
                     }
                 },
             },
-            **error_responses,
+            **rerank_errors,
         },
     )
     async def rerank(request: Request) -> Response:
@@ -286,8 +374,11 @@ def create_app(
         dependencies=auth,
         response_model=None,
         summary="Rerank (Cohere v1, Jina, vLLM)",
-        openapi_extra={"requestBody": _body_schema(V1_BODY_ADAPTER, extra_schemas)},
-        responses={200: {"model": RerankResponse}, **error_responses},
+        openapi_extra={
+            "requestBody": _body_schema(V1_BODY_ADAPTER, extra_schemas),
+            "parameters": [timeout_header],
+        },
+        responses={200: {"model": RerankResponse}, **rerank_errors},
     )
     async def rerank_v1(request: Request) -> Response:
         scorer = _ready_scorer(request)
@@ -299,8 +390,11 @@ def create_app(
         dependencies=auth,
         response_model=None,
         summary="Rerank (Cohere v2, vLLM)",
-        openapi_extra={"requestBody": _body_schema(V2_BODY_ADAPTER, extra_schemas)},
-        responses={200: {"model": RerankResponse}, **error_responses},
+        openapi_extra={
+            "requestBody": _body_schema(V2_BODY_ADAPTER, extra_schemas),
+            "parameters": [timeout_header],
+        },
+        responses={200: {"model": RerankResponse}, **rerank_errors},
     )
     async def rerank_v2(request: Request) -> Response:
         scorer = _ready_scorer(request)
@@ -312,8 +406,11 @@ def create_app(
         dependencies=auth,
         response_model=None,
         summary="Rerank (Infinity: `document` is a string)",
-        openapi_extra={"requestBody": _body_schema(INFINITY_BODY_ADAPTER, extra_schemas)},
-        responses={200: {"model": InfinityRerankResponse}, **error_responses},
+        openapi_extra={
+            "requestBody": _body_schema(INFINITY_BODY_ADAPTER, extra_schemas),
+            "parameters": [timeout_header],
+        },
+        responses={200: {"model": InfinityRerankResponse}, **rerank_errors},
     )
     async def rerank_infinity(request: Request) -> Response:
         scorer = _ready_scorer(request)
@@ -345,6 +442,8 @@ def create_app(
 
     _install_openapi_components(app, extra_schemas, models=(RerankResponse, TEIRank))
     endpoints = {"/rerank", "/v1/rerank", "/v2/rerank", "/infinity/rerank", "/health", "/metrics"}
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    # Added last, so outermost: it also counts the 413s of the body limit.
     app.add_middleware(MetricsMiddleware, metrics=metrics, endpoints=endpoints)
     return app
 
@@ -353,6 +452,7 @@ def create_app(
 
 
 def _set_scorer(app: FastAPI, scorer: RerankScorer) -> None:
+    app.state.queue_stats = scorer if isinstance(scorer, QueueStats) else None
     app.state.scorer = scorer
     app.state.metrics.model_loaded.labels(str(scorer.model)).set(1)
 
@@ -436,13 +536,21 @@ def _auth_dependencies(api_key: str | None) -> list[Any]:
 
 
 async def _parse_body(request: Request, adapter: TypeAdapter[_BodyT]) -> _BodyT:
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except ClientDisconnect:
+        raise _client_gone(request, "while sending its body") from None
     if not raw.strip():
         raise APIError(
             422,
             "Request body is empty. Send a JSON object such as "
             '{"query": "...", "documents": ["...", "..."]}.',
         )
+    too_deep = APIError(
+        422,
+        f"Request body nests arrays or objects more than {_MAX_JSON_DEPTH} levels deep. "
+        'Send a JSON object such as {"query": "...", "documents": ["...", "..."]}.',
+    )
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -451,6 +559,13 @@ async def _parse_body(request: Request, adapter: TypeAdapter[_BodyT]) -> _BodyT:
             f"Request body is not valid JSON ({exc}). Send a JSON object with "
             "'Content-Type: application/json'.",
         ) from exc
+    except RecursionError:
+        # Deeper than the interpreter's recursion limit: not worth a traceback in the log.
+        raise too_deep from None
+    # Counting brackets is cheap and skips the walk for the usual bodies (lists of strings).
+    brackets = raw.count(b"[") + raw.count(b"{")
+    if brackets > _MAX_JSON_DEPTH and _nesting_depth(data) > _MAX_JSON_DEPTH:
+        raise too_deep
     try:
         return adapter.validate_python(data)
     except ValidationError as exc:
@@ -458,6 +573,22 @@ async def _parse_body(request: Request, adapter: TypeAdapter[_BodyT]) -> _BodyT:
         if isinstance(data, dict) and "texts" in data and adapter is not LEGACY_BODY_ADAPTER:
             hint = " TEI-style bodies with 'texts' are served at POST /rerank."
         raise validation_error_from_pydantic(exc, hint=hint) from exc
+
+
+def _nesting_depth(data: object) -> int:
+    """How many arrays/objects deep ``data`` nests, without recursion (bodies may be hostile)."""
+    if not isinstance(data, (dict, list)):
+        return 0
+    deepest = 0
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > _MAX_JSON_DEPTH:  # one level past the limit is enough to know
+            break
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
 
 
 def _check_limits(request: Request, query: str, texts: Sequence[str]) -> None:
@@ -491,21 +622,149 @@ def _check_limits(request: Request, query: str, texts: Sequence[str]) -> None:
 # --- ranking ---------------------------------------------------------------------------------
 
 
+def _request_timeout(request: Request) -> float | None:
+    """The request's deadline in seconds: the server's, shortened by the client's header."""
+    settings: _Settings = request.app.state.settings
+    raw = request.headers.get(REQUEST_TIMEOUT_HEADER)
+    if raw is None:
+        return settings.request_timeout
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise APIError(
+            422,
+            f"The {REQUEST_TIMEOUT_HEADER} header must be a positive number of seconds, got "
+            f"{raw[:40]!r}. Send for example '{REQUEST_TIMEOUT_HEADER}: 30', or omit it.",
+        )
+    if settings.request_timeout is None:
+        return seconds
+    return min(seconds, settings.request_timeout)
+
+
+def _retry_after(seconds: float | None) -> str:
+    """A ``Retry-After`` value: whole seconds, at least 1."""
+    if seconds is None or not math.isfinite(seconds):
+        return _RETRY_AFTER_OVERLOADED_S
+    return str(max(1, math.ceil(seconds)))
+
+
+def _admit(request: Request, pairs: int, timeout: float | None) -> None:
+    """Refuse a request the queue has no room or no time for, before it is queued.
+
+    The estimate is the work waiting in the scorer's queue plus this request's, at the
+    scorer's measured rate; without a rate yet (or a scorer that does not report one),
+    every request is admitted and the scorer's own queue bound applies.
+    """
+    stats: QueueStats | None = request.app.state.queue_stats
+    if stats is None:
+        return
+    rate = stats.pairs_per_second
+    if rate is None or rate <= 0:
+        return
+    waiting = stats.pending_pairs
+    finish_s = (waiting + pairs) / rate
+    settings: _Settings = request.app.state.settings
+    limit = settings.max_queue_seconds
+    if limit is not None and waiting > 0 and finish_s > limit:
+        raise APIError(
+            429,
+            f"The server is overloaded: {waiting} pairs are waiting, and with this "
+            f"request's {pairs} that is about {finish_s:.1f} s of work at {rate:.1f} pairs/s, "
+            f"more than max_queue_seconds={limit:g}. Retry after the Retry-After seconds, "
+            "or send fewer documents per request.",
+            headers={"Retry-After": _retry_after(waiting / rate)},
+        )
+    if timeout is not None and finish_s > timeout:
+        headers = {"Retry-After": _retry_after(waiting / rate)} if waiting else {}
+        raise APIError(
+            503,
+            f"This request would finish in about {finish_s:.1f} s ({waiting} pairs waiting "
+            f"and its own {pairs} at {rate:.1f} pairs/s), after its deadline of {timeout:g} "
+            f"s, so it was not started. Send fewer documents, retry later, or allow more "
+            f"time ({REQUEST_TIMEOUT_HEADER} header, `rerank-plugins serve "
+            "--request-timeout`).",
+            error_type="deadline_error",
+            headers=headers,
+        )
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    """Return when the client disconnects (call only after the body has been read)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _client_gone(request: Request, when: str) -> APIError:
+    """The error (never received) for a request whose client disconnected, logged at INFO."""
+    logger.info("The client of %s %s disconnected %s.", request.method, request.url.path, when)
+    return APIError(
+        _CLIENT_CLOSED_REQUEST,
+        f"The client closed the connection {when}.",
+        error_type="client_closed_request",
+    )
+
+
+def _discard_outcome(task: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of abandoned work, so asyncio does not log it as unretrieved."""
+    if not task.cancelled():
+        task.exception()
+
+
+async def _unless_abandoned(request: Request, work: Awaitable[_T], timeout: float | None) -> _T:
+    """Await ``work``, cancelling it when the client disconnects or ``timeout`` passes.
+
+    Cancelling the task that awaits the scorer cancels its job: dropped while it is queued,
+    stopped after the current batch while it runs. Abandoned work would otherwise be scored
+    in full, delaying every request queued behind it.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_for_disconnect(request))
+    try:
+        await asyncio.wait({task, watcher}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            task.add_done_callback(_discard_outcome)
+    if task.done() and not task.cancelled():
+        return task.result()
+    if watcher.done() and not watcher.cancelled():
+        raise _client_gone(request, "before its answer; its job was cancelled")
+    raise APIError(
+        504,
+        f"The request's deadline of {timeout:g} s passed before it was scored; its job was "
+        f"cancelled. Send fewer documents, retry later, or allow more time "
+        f"({REQUEST_TIMEOUT_HEADER} header, `rerank-plugins serve --request-timeout`).",
+        error_type="deadline_error",
+    )
+
+
 async def _rank(
     request: Request, scorer: RerankScorer, query: str, texts: list[str], top_n: int | None
 ) -> tuple[list[RankResult], int]:
     _check_limits(request, query, texts)
+    timeout = _request_timeout(request)
+    _admit(request, len(texts), timeout)
     # top_n above the number of documents means "all of them" (Cohere, Jina, vLLM).
     effective_top_n = None if top_n is None or top_n >= len(texts) else top_n
-    try:
+
+    async def score() -> tuple[list[RankResult], int]:
         results = await scorer.arank(query, texts, top_n=effective_top_n)
         tokens = await asyncio.to_thread(scorer.count_tokens, query, texts) if texts else 0
+        return results, tokens
+
+    try:
+        results, tokens = await _unless_abandoned(request, score(), timeout)
     except OverloadedError as exc:
         raise APIError(
             429,
             f"The server is overloaded ({exc or 'its queue is full'}). Retry after a short "
             "wait, or send smaller requests.",
-            headers={"Retry-After": _RETRY_AFTER_OVERLOADED_S},
+            headers={"Retry-After": _retry_after(exc.retry_after)},
         ) from exc
     except (ValueError, TypeError) as exc:
         raise APIError(422, str(exc)) from exc

@@ -56,21 +56,52 @@ def test_retry_after_is_honoured(serve: Any, fakes: Any) -> None:
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-async def test_500_always_fails_after_the_retries(serve: Any, fakes: Any, mode: str) -> None:
+async def test_500_is_not_retried(serve: Any, fakes: Any, mode: str) -> None:
+    """A 500 is this request's failure (a bad input, a crash): retrying triples the load."""
     server = fakes.scripted([fakes.status(500, "CUDA error: device-side assert")])
     with serve(server.app) as url:
         remote = RemoteScorer(url, max_retries=2, retry_backoff=0.01)
         with pytest.raises(
             RemoteRerankError,
-            match=r"POST http://127\.0\.0\.1:\d+/v1/rerank answered 500 Internal Server Error "
-            r"after 3 attempts: CUDA error: device-side assert\. The server failed; check its "
-            r"logs, or retry later \(max_retries= sets how often\)\.",
+            match=r"POST http://127\.0\.0\.1:\d+/v1/rerank answered 500 Internal Server Error: "
+            r"CUDA error: device-side assert\. The server failed; check its logs\. Server errors "
+            r"are not retried\.$",
         ) as err:
             await _score(remote, mode, PASSAGES[:2])
         await remote.aclose()
     assert err.value.status_code == 500
     assert "device-side assert" in err.value.body
+    assert len(server.seen) == 1
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_503_always_fails_after_the_retries(serve: Any, fakes: Any, mode: str) -> None:
+    server = fakes.scripted([fakes.status(503, "The model is still loading.")])
+    with serve(server.app) as url:
+        remote = RemoteScorer(url, max_retries=2, retry_backoff=0.01)
+        with pytest.raises(
+            RemoteRerankError,
+            match=r"POST http://127\.0\.0\.1:\d+/v1/rerank answered 503 Service Unavailable "
+            r"after 3 attempts: The model is still loading\. The server is unavailable; check "
+            r"its logs, or retry later \(max_retries= sets how often\)\.",
+        ) as err:
+            await _score(remote, mode, PASSAGES[:2])
+        await remote.aclose()
+    assert err.value.status_code == 503
     assert len(server.seen) == 3
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_503_retry_after_is_honoured(serve: Any, fakes: Any, mode: str) -> None:
+    server = fakes.scripted([fakes.status(503, headers={"Retry-After": "1"}), fakes.ok])
+    with serve(server.app) as url:
+        remote = RemoteScorer(url, retry_backoff=0)
+        start = time.monotonic()
+        assert await _score(remote, mode, PASSAGES[:2]) == _expected(fakes, PASSAGES[:2])
+        elapsed = time.monotonic() - start
+        await remote.aclose()
+    assert 0.9 <= elapsed < 5
+    assert len(server.seen) == 2
 
 
 def test_429_always_names_overload(serve: Any, fakes: Any) -> None:
@@ -110,22 +141,43 @@ def test_401_is_a_clear_error_without_retries(
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-async def test_a_slow_server_times_out(serve: Any, fakes: Any, mode: str) -> None:
+async def test_a_slow_server_times_out_without_a_retry(serve: Any, fakes: Any, mode: str) -> None:
+    """Bug: a read timeout was retried, adding the same work to a server busy with it."""
     server = fakes.scripted([fakes.slow(1.5)])
     with serve(server.app) as url:
-        remote = RemoteScorer(url, timeout=0.3, max_retries=1, retry_backoff=0)
+        remote = RemoteScorer(url, timeout=0.3, max_retries=3, retry_backoff=0)
         start = time.monotonic()
         with pytest.raises(
             RemoteRerankError,
-            match=r"POST http://127\.0\.0\.1:\d+/v1/rerank timed out after 0\.3 s \(2 attempts; "
+            match=r"POST http://127\.0\.0\.1:\d+/v1/rerank timed out after 0\.3 s \(1 attempt; "
             r"ReadTimeout\)\. Raise timeout= \(now 0\.3\), or send fewer documents per request "
-            r"with max_documents_per_request=\.",
+            r"with max_documents_per_request=\. Read timeouts are not retried, as the server is "
+            r"likely still busy with the request; retry_read_timeouts=True retries them\.",
         ) as err:
             await _score(remote, mode, PASSAGES[:2])
         elapsed = time.monotonic() - start
         await remote.aclose()
     assert err.value.status_code is None
-    assert elapsed < 1.4, "each attempt must stop at the timeout, not wait for the answer"
+    assert elapsed < 1.4, "the attempt must stop at the timeout, not wait for the answer"
+    assert len(server.seen) == 1
+    assert server.seen[0].headers["x-request-timeout"] == "0.3"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_read_timeouts_are_retried_on_request(serve: Any, fakes: Any, mode: str) -> None:
+    server = fakes.scripted([fakes.slow(1.5)])
+    with serve(server.app) as url:
+        remote = RemoteScorer(
+            url, timeout=0.3, max_retries=1, retry_backoff=0, retry_read_timeouts=True
+        )
+        with pytest.raises(
+            RemoteRerankError,
+            match=r"timed out after 0\.3 s \(2 attempts; ReadTimeout\)\. Raise timeout= "
+            r"\(now 0\.3\), or send fewer documents per request with "
+            r"max_documents_per_request=\.$",
+        ):
+            await _score(remote, mode, PASSAGES[:2])
+        await remote.aclose()
     assert len(server.seen) == 2
 
 

@@ -49,6 +49,9 @@ def test_serve_defaults():
         "batch_size": None,
         "max_documents": 1000,
         "max_document_chars": 20_000,
+        "max_body_bytes": None,
+        "max_queue_seconds": 30.0,
+        "request_timeout": None,
         "log_level": "info",
     }
 
@@ -58,6 +61,7 @@ def test_serve_all_options():
         "serve", "--model", "./m", "--host", "0.0.0.0", "--port", "9000", "--api-key", "k",
         "--device", "cuda:1", "--dtype", "bfloat16", "--backend", "torch", "--max-length", "256",
         "--batch-size", "16", "--max-documents", "50", "--max-document-chars", "4000",
+        "--max-body-bytes", "100000", "--max-queue-seconds", "12.5", "--request-timeout", "20",
         "--log-level", "debug",
     ]  # fmt: skip
     args = _parser().parse_args(argv)
@@ -76,7 +80,18 @@ def test_serve_all_options():
         50,
         4000,
     )
+    assert (args.max_body_bytes, args.max_queue_seconds, args.request_timeout) == (
+        100_000,
+        12.5,
+        20.0,
+    )
     assert args.log_level == "debug"
+
+
+def test_serve_max_queue_seconds_0_turns_the_bound_off():
+    args = _parser().parse_args(["serve", "--model", "m", "--max-queue-seconds", "0"])
+
+    assert args.max_queue_seconds is None
 
 
 @pytest.mark.parametrize(
@@ -95,8 +110,29 @@ def test_serve_all_options():
             ["serve", "--model", "m", "--log-level", "loud"],
             "argument --log-level: invalid choice: 'loud'",
         ),
+        (
+            ["serve", "--model", "m", "--max-queue-seconds", "-1"],
+            "argument --max-queue-seconds: must be a positive number of seconds, or 0 for no "
+            "bound, got '-1'",
+        ),
+        (
+            ["serve", "--model", "m", "--request-timeout", "0"],
+            "argument --request-timeout: must be a positive number of seconds, got '0'",
+        ),
+        (
+            ["serve", "--model", "m", "--max-body-bytes", "0"],
+            "argument --max-body-bytes: must be a positive int, got '0'",
+        ),
     ],
-    ids=["no-model", "port-range", "max-documents-0", "log-level"],
+    ids=[
+        "no-model",
+        "port-range",
+        "max-documents-0",
+        "log-level",
+        "max-queue-seconds-negative",
+        "request-timeout-0",
+        "max-body-bytes-0",
+    ],
 )
 def test_serve_rejects_bad_arguments(argv, error, capsys):
     with pytest.raises(SystemExit) as info:

@@ -82,6 +82,11 @@ def test_server_matches_its_openapi_document(
         suppress_health_check=list(HealthCheck),
     )
     def check(case: Any) -> None:
+        if mode == "valid" and case.headers:
+            # A valid X-Request-Timeout (say 1e-300 s) rightly ends in the documented 503/504
+            # deadline answers, which the "no 5xx" check would flag; deadlines have their own
+            # tests (test_overload.py). Invalid values stay: they must be 422.
+            case.headers.pop("X-Request-Timeout", None)
         case.call_and_validate(headers={"Authorization": f"Bearer {API_KEY}"})
 
     check()
