@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from rerank_plugins._results import RankResult, check_inputs, check_selection, select_top
 from rerank_plugins.scorer._batching import plan_batches
 from rerank_plugins.scorer._loading import (
+    activation_function,
     load_config_and_tokenizer,
     load_cross_encoder,
     resolve_device,
@@ -53,8 +54,10 @@ class CrossEncoderScorer:
             Defaults to the model's limit.
         batch_size: Most pairs per forward pass.
         max_batch_tokens: Most padded tokens per forward pass (pairs x longest pair).
-        activation: ``"auto"`` (the model's saved choice, else sigmoid), ``"sigmoid"`` or
-            ``"none"`` (raw logits; for 2-logit heads, the log-odds of the relevant class).
+        activation: ``"auto"`` (the model's saved sentence-transformers choice, else
+            sigmoid), ``"sigmoid"``, ``"none"`` (raw logits; for 2-logit heads, the log-odds
+            of the relevant class), or another elementwise ``torch.nn`` activation by its
+            lowercase class name (``"tanh"``, ``"relu"``, ...; see the Python API reference).
         local_files_only: Only use local files and the Hugging Face cache; never the network.
         trust_remote_code: Allow model repos to run their own code. Off by default.
         token: Hugging Face token for private repos.
@@ -187,6 +190,7 @@ class CrossEncoderScorer:
         self.dtype = str(loaded.dtype).removeprefix("torch.")
         self.max_length = loaded.max_length
         self.activation = loaded.activation
+        self._activate = activation_function(loaded.activation)
         self._tokenizer = loaded.tokenizer
         self._network = loaded.model
         # BERT/RoBERTa/XLM-R run padding-free with a [CLS]-only last layer (same scores).
@@ -415,8 +419,8 @@ class CrossEncoderScorer:
         inputs = {name: self._to_device(tensor) for name, tensor in inputs.items()}
         logits = self._run_network(**inputs).logits.float()
         raw = logits[:, 0] if self._num_labels == 1 else logits[:, 1] - logits[:, 0]
-        if self.activation == "sigmoid":
-            raw = torch.sigmoid(raw)
+        if self._activate is not None:
+            raw = self._activate(raw)
         return [float(value) for value in raw.cpu().tolist()]
 
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
