@@ -130,7 +130,7 @@ def pair_builder(tokenizer: Any) -> PairBuilder:
         types: list[int] = []
         for token, sequence, type_id in layout:
             part = [token] if token is not None else query if sequence == 0 else passage
-            ids.extend(part)  # type: ignore[arg-type]
+            ids.extend(part)
             types.extend([type_id] * len(part))
         return ids, types
 
