@@ -68,8 +68,8 @@ class CrossEncoderScorer:
         window_stride: Tokens between window starts; defaults to half a window.
         max_wait_ms: How long the worker waits for concurrent calls to join a batch.
         max_queue: Most waiting calls before new ones get ``OverloadedError``.
-        backend: ``"auto"`` (default): ONNX Runtime for BERT, RoBERTa and XLM-R models of
-            up to 150M parameters scored on the CPU in fp32 (same scores, faster), torch
+        backend: ``"auto"`` (default): ONNX Runtime for BERT, RoBERTa, XLM-R and ModernBERT
+            models of up to 150M parameters scored on the CPU in fp32 (same scores, faster), torch
             otherwise or if the export fails. ``"onnx"``: ONNX Runtime with fused attention,
             exported on first use and cached under ``$RERANK_PLUGINS_CACHE_DIR`` (default
             ``~/.cache/rerank-plugins``); it runs in fp32 and gives the same scores as
