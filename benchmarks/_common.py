@@ -104,10 +104,60 @@ def build_model(name: str, *, layers: int, seed: int = 0) -> Path:
     return target
 
 
+def build_modernbert_model(name: str, *, seed: int = 0) -> Path:
+    """Build (once) a ModernBERT cross-encoder of japanese-reranker-xsmall-v2's shape.
+
+    The shape of ``hotchpotch/japanese-reranker-xsmall-v2`` (ModernBERT-Ja-30m / ruri-v3-30m:
+    10 layers, hidden 256, 4 heads, intermediate 1024, vocabulary 102,400, a global attention
+    layer every 3rd, local attention over 128 tokens) with seeded random weights; its
+    tokenizer is MiniLM's WordPiece, so the workload's token counts match the BERT rows.
+    """
+    target = MODELS / name
+    if (target / "config.json").exists():
+        return target
+    import torch
+    from transformers import AutoTokenizer, ModernBertConfig, ModernBertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(build_model("minilm-l6", layers=6))
+    tokenizer.model_input_names = ["input_ids", "attention_mask"]  # no segment embedding
+    config = ModernBertConfig(
+        vocab_size=102_400,
+        hidden_size=256,
+        num_hidden_layers=10,
+        num_attention_heads=4,
+        intermediate_size=1024,
+        max_position_embeddings=8192,
+        global_attn_every_n_layers=3,
+        local_attention=128,
+        classifier_pooling="cls",
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+        cls_token_id=tokenizer.cls_token_id,
+        sep_token_id=tokenizer.sep_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+    )
+    config.architectures = ["ModernBertForSequenceClassification"]
+    torch.manual_seed(seed)
+    model = ModernBertForSequenceClassification(config)
+    with torch.no_grad():  # a head with a larger spread than the init, as for MiniLM
+        model.classifier.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(seed))
+    tmp = target.with_name(target.name + ".tmp")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(target)
+    return target
+
+
 def build_models(names: Sequence[str]) -> dict[str, Path]:
-    """Build the named benchmark models: ``minilm-l6`` and/or ``minilm-l12``."""
+    """Build the named benchmark models: ``minilm-l6``, ``minilm-l12``, ``modernbert-xsmall``."""
     layers = {"minilm-l6": 6, "minilm-l12": 12}
-    return {name: build_model(name, layers=layers[name]) for name in names}
+    return {
+        name: build_modernbert_model(name)
+        if name.startswith("modernbert")
+        else build_model(name, layers=layers[name])
+        for name in names
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,7 +258,8 @@ def describe_requests(
 def pair_flops(config: Any, tokens: int) -> float:
     """Multiply-add FLOPs of one BERT pair of ``tokens`` tokens (matmuls only, x2 per MAC)."""
     h, i, n = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    dense = tokens * (4 * h * h + 2 * h * i)
+    gated = 3 if getattr(config, "model_type", None) == "modernbert" else 2  # ModernBERT's GLU
+    dense = tokens * (4 * h * h + gated * h * i)
     attention = 2 * tokens * tokens * h
     head = h * h + h
     return 2.0 * (n * (dense + attention) + head)

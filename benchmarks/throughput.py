@@ -54,6 +54,8 @@ def plan(args: argparse.Namespace, bf16_native: bool) -> list[Cell]:
     core = ["sentence-transformers", "ours default", REFERENCE, "ours onnx int8"]
     if args.quick:
         return [Cell("minilm-l6", "realistic", [*PEERS, *core[1:], *bf16], 2)]
+    if args.modernbert:
+        return [Cell("modernbert-xsmall", "realistic", core[:3], args.rounds)]
     cells = [
         Cell("minilm-l6", "realistic", [*PEERS, *core[1:], "ours torch bf16"], args.rounds),
         Cell("minilm-l6", "short", core + bf16, args.rounds),
@@ -259,6 +261,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also run bf16 where the CPU has no native bf16 (slow)",
     )
+    parser.add_argument(
+        "--modernbert",
+        action="store_true",
+        help="only the ModernBERT of japanese-reranker-xsmall-v2's shape, realistic workload",
+    )
     parser.add_argument("--no-startup", action="store_true", help="skip the fresh-process runs")
     parser.add_argument("--corpus", help="NQ-open oracle .jsonl.gz to draw passages from")
     parser.add_argument("--output", default="throughput", help="results file stem")
@@ -286,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             names += ["langchain", "llama-index", "ours onnx int8"] + (
                 ["ours torch bf16"] if bf16_native else []
             )
-        starts = startup(names, models["minilm-l6"], corpus)
+        starts = startup(names, models[cells[0].model], corpus)
     facts["load_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     facts["wall_s"] = time.perf_counter() - started
     tables = {f"{cell.model}/{cell.workload}": summarise(cell) for cell in cells}

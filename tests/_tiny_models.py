@@ -46,6 +46,7 @@ __all__ = [
     "Topic",
     "build_base_model",
     "build_bert",
+    "build_modernbert",
     "build_xlmr",
     "main",
 ]
@@ -269,6 +270,12 @@ _NEGATIVES_PER_QUERY = 3
 _BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _SPM_VOCAB_SIZE = 600
 _HEADS = {"bert": "classifier", "xlmr": "classifier.out_proj"}
+# ModernBERT: 3 layers like japanese-reranker-tiny-v2 (global attention, then two local
+# ones); a local window of 16 tokens, so the tests' pairs reach past it.
+_MODERNBERT_LAYERS = 3
+_MODERNBERT_LOCAL_ATTENTION = 16
+_MODERNBERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+Kind = Literal["bert", "xlmr", "modernbert-cls", "modernbert-mean"]
 
 
 @dataclass(frozen=True)
@@ -470,6 +477,96 @@ def _xlmr_tokenizer(workdir: Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def _modernbert_tokenizer(workdir: Path) -> PreTrainedTokenizerBase:
+    """A sentencepiece unigram tokenizer with ``[CLS] A [SEP] B [SEP]``, as ModernBERT-Ja's.
+
+    The japanese-reranker v2 models (ModernBERT-Ja / ruri-v3) tokenize with a sentencepiece
+    unigram model and frame pairs with [CLS]/[SEP]; this one is trained on the corpus and
+    loaded as a fast tokenizer (``tokenizer.json``), without segment ids.
+    """
+    import sentencepiece as spm
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    texts = _corpus_texts()
+    words = sorted({word for text in texts for word in re.findall(r"[A-Za-z]+", text)})
+    keywords = [topic.name for topic in TOPICS if topic.language == "ja"]
+    corpus = workdir / "corpus.txt"
+    corpus.write_text("\n".join([*texts, *(words + keywords) * 3]) + "\n", encoding="utf-8")
+    spm.SentencePieceTrainer.train(
+        input=str(corpus),
+        model_prefix=str(workdir / "spm"),
+        vocab_size=_SPM_VOCAB_SIZE,
+        model_type="unigram",
+        character_coverage=1.0,
+        hard_vocab_limit=False,
+        num_threads=1,
+        minloglevel=2,
+        byte_fallback=True,  # emoji and unseen characters become byte pieces, not [UNK]
+        pad_id=0,
+        unk_id=1,
+        bos_id=-1,
+        eos_id=-1,
+        user_defined_symbols=["[CLS]", "[SEP]", "[MASK]"],
+        pad_piece="[PAD]",
+        unk_piece="[UNK]",
+    )
+    # The unigram pieces and scores, as tokenizers' Unigram model (what a hub tokenizer.json
+    # converted from sentencepiece holds): NFKC, "▁" for spaces, byte fallback.
+    processor = spm.SentencePieceProcessor(model_file=str(workdir / "spm.model"))
+    pieces = [(processor.id_to_piece(i), processor.get_score(i)) for i in range(len(processor))]
+    backend = Tokenizer(models.Unigram(pieces, unk_id=processor.unk_id(), byte_fallback=True))
+    backend.normalizer = normalizers.NFKC()
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    backend.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Metaspace()])
+    backend.add_special_tokens(list(_MODERNBERT_SPECIAL_TOKENS))
+    cls_id, sep_id = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
+    backend.post_processor = TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        **dict(
+            zip(
+                ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token"),
+                _MODERNBERT_SPECIAL_TOKENS,
+                strict=True,
+            )
+        ),
+        model_input_names=["input_ids", "attention_mask"],
+    )
+    tokenizer.model_max_length = _MODEL_MAX_LENGTH
+    return tokenizer
+
+
+def _modernbert_config(
+    tokenizer: PreTrainedTokenizerBase, num_labels: int, pooling: str
+) -> PretrainedConfig:
+    from transformers import ModernBertConfig
+
+    return ModernBertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=_HIDDEN_SIZE,
+        num_hidden_layers=_MODERNBERT_LAYERS,
+        num_attention_heads=_NUM_HEADS,
+        intermediate_size=_INTERMEDIATE_SIZE,
+        max_position_embeddings=_MODEL_MAX_LENGTH,
+        global_attn_every_n_layers=3,
+        local_attention=_MODERNBERT_LOCAL_ATTENTION,
+        classifier_pooling=pooling,
+        initializer_range=_INITIALIZER_RANGE,
+        pad_token_id=tokenizer.pad_token_id,
+        cls_token_id=tokenizer.cls_token_id,
+        sep_token_id=tokenizer.sep_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        num_labels=num_labels,
+    )
+
+
 def _bert_config(tokenizer: PreTrainedTokenizerBase, num_labels: int) -> PretrainedConfig:
     from transformers import BertConfig
 
@@ -511,10 +608,16 @@ def _xlmr_config(tokenizer: PreTrainedTokenizerBase, num_labels: int) -> Pretrai
 
 
 def _model_class(kind: str) -> type[PreTrainedModel]:
-    from transformers import BertForSequenceClassification, XLMRobertaForSequenceClassification
+    from transformers import (
+        BertForSequenceClassification,
+        ModernBertForSequenceClassification,
+        XLMRobertaForSequenceClassification,
+    )
 
     if kind == "bert":
         return BertForSequenceClassification
+    if kind.startswith("modernbert"):
+        return ModernBertForSequenceClassification
     return XLMRobertaForSequenceClassification
 
 
@@ -533,7 +636,7 @@ def _zero_position_embeddings(model: PreTrainedModel) -> None:
         embeddings.token_type_embeddings.weight.zero_()
 
 
-def _trained_body(kind: Literal["bert", "xlmr"], seed: int) -> _Body:
+def _trained_body(kind: Kind, seed: int) -> _Body:
     """Train (once per process) the one-logit model of ``kind`` for ``seed``."""
     key = (kind, seed)
     if key not in _BODIES:
@@ -543,12 +646,17 @@ def _trained_body(kind: Literal["bert", "xlmr"], seed: int) -> _Body:
                 tokenizer = _bert_tokenizer(workdir)
                 config = _bert_config(tokenizer, num_labels=1)
                 vocab_file = workdir / "vocab.txt"
-            else:
+            elif kind == "xlmr":
                 tokenizer = _xlmr_tokenizer(workdir)
                 config = _xlmr_config(tokenizer, num_labels=1)
                 vocab_file = workdir / "sentencepiece.bpe.model"
+            else:
+                tokenizer = _modernbert_tokenizer(workdir)
+                config = _modernbert_config(tokenizer, 1, kind.removeprefix("modernbert-"))
+                vocab_file = workdir / "spm.model"
             model = _model_class(kind)(config)
-            _zero_position_embeddings(model)
+            if not kind.startswith("modernbert"):  # rotary positions, no segments
+                _zero_position_embeddings(model)
             _train(
                 model, tokenizer, steps=_TRAIN_STEPS, learning_rate=_TRAIN_LEARNING_RATE, seed=seed
             )
@@ -563,9 +671,7 @@ def _trained_body(kind: Literal["bert", "xlmr"], seed: int) -> _Body:
     return _BODIES[key]
 
 
-def _build(
-    kind: Literal["bert", "xlmr"], path: str | os.PathLike[str], num_labels: int, seed: int
-) -> Path:
+def _build(kind: Kind, path: str | os.PathLike[str], num_labels: int, seed: int) -> Path:
     """Build a cross-encoder of ``kind`` with ``num_labels`` outputs and save it to ``path``.
 
     A head with several labels starts from the trained one-logit model: class 1 gets half the
@@ -656,6 +762,26 @@ def build_xlmr(path: str | os.PathLike[str], *, num_labels: int = 1, seed: int =
     return _build("xlmr", path, num_labels, seed)
 
 
+def build_modernbert(
+    path: str | os.PathLike[str], *, pooling: Literal["cls", "mean"] = "cls", seed: int = 0
+) -> Path:
+    """Build, train and save a tiny ModernBERT cross-encoder (one logit).
+
+    Shaped like the japanese-reranker v2 models (ModernBERT-Ja): rotary positions, global
+    and local (sliding-window) attention layers, a sentencepiece unigram tokenizer, and
+    ``classifier_pooling`` ``"cls"`` or ``"mean"``.
+
+    Args:
+        path: Directory to save into; created if missing.
+        pooling: The classifier's pooling, ``"cls"`` (the v2 models') or ``"mean"``.
+        seed: Seed for the weights and the training order.
+
+    Returns:
+        The directory the model was saved to.
+    """
+    return _build(f"modernbert-{pooling}", path, 1, seed)  # type: ignore[arg-type]
+
+
 def build_base_model(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     """Save a tiny untrained BERT *without* a classification head (a plain ``BertModel``).
 
@@ -683,7 +809,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Build one tiny model into a directory from the command line."""
     parser = argparse.ArgumentParser(description="Build a tiny offline cross-encoder.")
     parser.add_argument("outdir", type=Path, help="directory to save the model into")
-    parser.add_argument("--kind", choices=("bert", "xlmr", "base"), default="bert")
+    parser.add_argument(
+        "--kind",
+        choices=("bert", "xlmr", "modernbert-cls", "modernbert-mean", "base"),
+        default="bert",
+    )
     parser.add_argument("--num-labels", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

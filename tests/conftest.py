@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests._tiny_models import build_base_model, build_bert, build_xlmr
+from tests._tiny_models import build_base_model, build_bert, build_modernbert, build_xlmr
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
@@ -128,6 +128,18 @@ def tiny_xlmr(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_xlmr_2logit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny trained XLM-RoBERTa cross-encoder with two logits; class 1 means relevant."""
     return build_xlmr(tmp_path_factory.mktemp("tiny_xlmr_2logit"), num_labels=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_modernbert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny trained ModernBERT cross-encoder, [CLS] pooling, sentencepiece (as the v2 models)."""
+    return build_modernbert(tmp_path_factory.mktemp("tiny_modernbert"), pooling="cls")
+
+
+@pytest.fixture(scope="session")
+def tiny_modernbert_mean(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny trained ModernBERT cross-encoder with mean ``classifier_pooling``."""
+    return build_modernbert(tmp_path_factory.mktemp("tiny_modernbert_mean"), pooling="mean")
 
 
 @pytest.fixture(scope="session")

@@ -49,6 +49,21 @@ _ABBREVIATIONS = frozenset(
 )
 # Dotted initialisms (the last dot excluded): "e.g", "i.e", "U.S", "Ph.D", "p.m".
 _DOTTED = re.compile(r"(?:[^\W\d_]{1,2}\.)+[^\W\d_]{1,2}\Z")
+# The only characters where a sentence can end or a bracket opens or closes: the splitter
+# jumps from one to the next (a regex search), so plain text costs no Python-level steps.
+_CANDIDATES = re.compile(
+    "["
+    + re.escape("".join(sorted({*_CJK_ENDS, *_LATIN_ENDS, *_OPENERS, *_CLOSER_OF_OPENER})))
+    + "．\r\n]"
+)
+_CLOSER_CLASS = "[" + re.escape("".join(sorted(_CLOSERS))) + "]*"
+# What follows a Japanese end: more ends, closing brackets and quotes, then whitespace.
+_CJK_TAIL = re.compile(
+    "[" + re.escape("".join(sorted(_CJK_ENDS))) + "!?．.]*" + _CLOSER_CLASS + r"\s*"
+)
+# What follows a Latin end before the whitespace it needs: more ends, closers.
+_LATIN_TAIL = re.compile(r"[.!?]*" + _CLOSER_CLASS)
+_SPACES = re.compile(r"\s*")
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
@@ -85,7 +100,8 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     start = 0
     depth: list[str] = []  # expected closers of the Japanese brackets open right now
     i = 0
-    while i < n:
+    while (found := _CANDIDATES.search(text, i)) is not None:
+        i = found.start()
         char = text[i]
         if char in _OPENERS:
             depth.append(_OPENERS[char])
@@ -114,7 +130,6 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 def _boundary_end(text: str, i: int, *, quoted: bool) -> int | None:
     """Return where the sentence ending at ``text[i]`` stops, or None if it does not end."""
     char = text[i]
-    n = len(text)
     if char in "\r\n":
         return _skip_space(text, i)
     if quoted:
@@ -122,20 +137,13 @@ def _boundary_end(text: str, i: int, *, quoted: bool) -> int | None:
     if (
         char in _CJK_ENDS
         or (char in "!?" and i > 0 and _HAS_CJK.match(text[i - 1]) is not None)
-        or (char == "．" and not (i + 1 < n and text[i + 1].isdigit()))
+        or (char == "．" and not text[i + 1 : i + 2].isdigit())
     ):
-        j = i + 1
-        while j < n and (text[j] in _CJK_ENDS or text[j] in "!?．" or text[j] in _LATIN_ENDS):
-            j += 1
-        j = _skip_closers(text, j)
-        return _skip_space(text, j)
+        return _CJK_TAIL.match(text, i + 1).end()  # type: ignore[union-attr]
     if char not in _LATIN_ENDS:
         return None
-    j = i + 1
-    while j < n and text[j] in _LATIN_ENDS:
-        j += 1
-    j = _skip_closers(text, j)
-    if j < n and not text[j].isspace():
+    j = _LATIN_TAIL.match(text, i + 1).end()  # type: ignore[union-attr]
+    if j < len(text) and not text[j].isspace():
         return None  # "3.14", "example.com", "a.b": no break without whitespace
     if char == "." and j == i + 1 and not _ends_sentence_after_dot(text, i, j):
         return None
@@ -144,29 +152,22 @@ def _boundary_end(text: str, i: int, *, quoted: bool) -> int | None:
 
 def _ends_sentence_after_dot(text: str, dot: int, after: int) -> bool:
     """Tell whether a ``.`` at ``dot``, followed by whitespace or the end, ends a sentence."""
-    word_start = dot
-    while word_start > 0 and not text[word_start - 1].isspace():
-        word_start -= 1
-    word = text[word_start:dot].lstrip("\"'([{“‘")
+    # Abbreviations and initialisms are short: the last 64 characters hold the word.
+    before = text[max(0, dot - 64) : dot]
+    word = "" if not before or before[-1].isspace() else before.rsplit(maxsplit=1)[-1]
+    word = word.lstrip("\"'([{“‘")
     if word.lower() in _ABBREVIATIONS or _DOTTED.match(word):
         return False
     if len(word) == 1 and word.isupper():
         return False  # an initial: "J. K. Rowling"
-    following = text[after:].lstrip()
+    following = _skip_space(text, after)
     # "approx. three" or "the U.S. economy": a lowercase continuation is not a new sentence.
-    return not (following and following[0].islower())
-
-
-def _skip_closers(text: str, j: int) -> int:
-    while j < len(text) and text[j] in _CLOSERS:
-        j += 1
-    return j
+    # (An index, not ``text[after:].lstrip()``: that copy made the splitter quadratic.)
+    return not (following < len(text) and text[following].islower())
 
 
 def _skip_space(text: str, j: int) -> int:
-    while j < len(text) and text[j].isspace():
-        j += 1
-    return j
+    return _SPACES.match(text, j).end()  # type: ignore[union-attr]
 
 
 # --------------------------------------------------------------------------- tokenizers

@@ -38,6 +38,30 @@ PRESETS: dict[str, Preset] = {
         Preset("ms-marco-MiniLM-L12", "cross-encoder/ms-marco-MiniLM-L12-v2", "en", "12/384", 512),
         Preset("ms-marco-TinyBERT-L2", "cross-encoder/ms-marco-TinyBERT-L2-v2", "en", "2/128", 512),
         Preset(
+            "reranker-bert-tiny-gooaq-bce-tanh-v4",
+            "cross-encoder-testing/reranker-bert-tiny-gooaq-bce-tanh-v4",
+            "en",
+            "2/128",
+            512,
+            activation="tanh",
+            notes=(
+                "sentence-transformers' test reranker, saved with a Tanh activation: scores lie "
+                "in [-1, 1], as its card's CrossEncoder.predict gives them."
+            ),
+        ),
+        Preset(
+            "xpmir-MiniLM-L12-DistillRankNET",
+            "xpmir/cross-encoder-MiniLM-L12-DistillRankNET",
+            "en",
+            "12/384",
+            512,
+            activation="none",
+            notes=(
+                "Its card scores with transformers: raw logits, truncation=True at 512 tokens "
+                "(the passage is cut; the same unless a query fills half of the 512)."
+            ),
+        ),
+        Preset(
             "mmarco-mMiniLMv2-L12",
             "cross-encoder/mmarco-mMiniLMv2-L12-H384-v1",
             "multilingual",

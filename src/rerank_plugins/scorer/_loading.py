@@ -9,7 +9,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from rerank_plugins.errors import MissingDependencyError, ModelLoadError
 
@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Activation = Literal["sigmoid", "none"]
+# The name of an activation: "none" or one of _ACTIVATION_CLASSES, lowercase ("sigmoid", "tanh").
+Activation = str
 
 _DTYPES = {
     "float32": "float32",
@@ -32,10 +33,25 @@ _DTYPES = {
     "bfloat16": "bfloat16",
     "bf16": "bfloat16",
 }
-_TORCH_ACTIVATIONS: dict[str, Activation] = {
-    "torch.nn.modules.activation.Sigmoid": "sigmoid",
-    "torch.nn.modules.linear.Identity": "none",
+# The torch.nn activations a cross-encoder can be saved with, by the name of the ``activation``
+# option. sentence-transformers saves the class path (``fullname``, e.g.
+# "torch.nn.modules.activation.Tanh") and builds it with no arguments; these are the elementwise
+# torch.nn activations that take none. Only these classes are ever built: a class named in a
+# config is never imported. (Softmax and friends are not elementwise; RReLU is random.)
+_ACTIVATION_CLASSES: dict[str, str] = {
+    "none": "Identity",
+    "sigmoid": "Sigmoid",
+    "tanh": "Tanh",
+    **{
+        name.lower(): name
+        for name in (
+            *("ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "CELU", "SELU", "GELU", "SiLU"),
+            *("Mish", "Softplus", "Softsign", "Hardtanh", "Hardsigmoid", "Hardswish"),
+            *("Hardshrink", "Softshrink", "Tanhshrink", "LogSigmoid"),
+        )
+    },
 }
+ACTIVATIONS: tuple[str, ...] = tuple(_ACTIVATION_CLASSES)
 # Tokenizer dependencies that the Japanese models need; each maps to the extra that installs it.
 _TOKENIZER_DEPENDENCIES = (
     "fugashi",
@@ -95,13 +111,15 @@ def resolve_activation(requested: str | None, config: Any, saved: str | None = N
     """Pick the activation: explicit argument > the saved sentence-transformers choice > sigmoid.
 
     ``saved`` is the ``activation_fn`` of ``config_sentence_transformers.json``
-    (sentence-transformers >= 5); older versions kept it in ``config.json``.
+    (sentence-transformers >= 5); older versions kept it in ``config.json``. A saved class
+    outside the allow-list (:data:`ACTIVATIONS`) raises ``ModelLoadError`` naming it.
     """
     choice = (requested or "auto").lower()
-    if choice in ("sigmoid", "none"):
-        return choice  # type: ignore[return-value]
+    if choice in _ACTIVATION_CLASSES:
+        return choice
     if choice != "auto":
-        msg = f"activation must be 'auto', 'sigmoid' or 'none', got {requested!r}."
+        names = ", ".join(repr(name) for name in ("auto", *ACTIVATIONS))
+        msg = f"activation must be one of {names}, got {requested!r}."
         raise ValueError(msg)
     if config.num_labels == 2:
         # A 2-logit head scores with the probability of the relevant class (label 1).
@@ -113,14 +131,35 @@ def resolve_activation(requested: str | None, config: Any, saved: str | None = N
     )
     if saved is None:
         return "sigmoid"
-    if saved in _TORCH_ACTIVATIONS:
-        return _TORCH_ACTIVATIONS[saved]
-    logger.warning(
-        "The model config names activation %r, which rerank-plugins does not run; using sigmoid. "
-        "Pass activation='sigmoid' or 'none' to choose explicitly.",
-        saved,
-    )
-    return "sigmoid"
+    name = _activation_of_class(saved)
+    if name is None:
+        msg = (
+            f"The model was saved with the activation {saved!r}, which rerank-plugins does not "
+            "build: it runs only these torch.nn activations and never imports a class named in "
+            f"a config: {', '.join(_ACTIVATION_CLASSES.values())}. Choose one explicitly, e.g. "
+            "activation='sigmoid' or activation='none' (raw logits)."
+        )
+        raise ModelLoadError(msg)
+    return name
+
+
+def _activation_of_class(path: str) -> Activation | None:
+    """The activation a saved class path names (``torch.nn.Tanh`` or its full module path)."""
+    for name, cls in _ACTIVATION_CLASSES.items():
+        module = "linear" if cls == "Identity" else "activation"
+        if path in (f"torch.nn.{cls}", f"torch.nn.modules.{module}.{cls}"):
+            return name
+    return None
+
+
+def activation_function(activation: Activation) -> torch.nn.Module | None:
+    """The torch module that applies ``activation`` to fp32 logits; None for ``"none"``."""
+    import torch
+
+    if activation == "none":
+        return None
+    module: torch.nn.Module = getattr(torch.nn, _ACTIVATION_CLASSES[activation])()
+    return module.eval()
 
 
 # What loads before the weights: (source, config, tokenizer), from load_config_and_tokenizer.

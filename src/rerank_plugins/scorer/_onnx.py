@@ -259,7 +259,7 @@ def load_onnx_cross_encoder(
         "token": token,
     }
     source, config, tokenizer = files
-    if auto and not (covers(config) and _parameters(config) <= _AUTO_MAX_PARAMETERS):
+    if auto and not (_exportable(config) and _parameters(config) <= _AUTO_MAX_PARAMETERS):
         return None
     key = cache_key(model, revision, _files_dir(source, common))
     name = "model.int8.onnx" if quantize else "model.onnx"
@@ -427,9 +427,24 @@ def _main() -> int:
     return 0
 
 
+def _exportable(config: Any) -> bool:
+    """Tell whether ``backend="auto"`` exports this model: BERT/RoBERTa/XLM-R or ModernBERT.
+
+    ModernBERT (the japanese-reranker v2 family) exports with eager attention: rotary
+    positions and its local (sliding-window) attention masks trace to plain ONNX ops, and
+    :func:`_check_against_torch` compares it on pairs longer than its local window.
+    """
+    auto_map = getattr(config, "auto_map", None) or {}
+    modernbert = getattr(config, "model_type", None) == "modernbert"
+    return covers(config) or (modernbert and "AutoModelForSequenceClassification" not in auto_map)
+
+
 def _parameters(config: Any) -> int:
-    """About how many weights a BERT-family encoder of this config has."""
+    """About how many weights a BERT-family or ModernBERT encoder of this config has."""
     hidden, layers = config.hidden_size, config.num_hidden_layers
+    if getattr(config, "model_type", None) == "modernbert":  # rotary positions, gated MLP
+        per_layer = 4 * hidden * hidden + 3 * hidden * config.intermediate_size
+        return int(config.vocab_size * hidden + layers * per_layer)
     positions = config.max_position_embeddings + getattr(config, "type_vocab_size", 0)
     embeddings = (config.vocab_size + positions) * hidden
     return int(embeddings + layers * (4 * hidden * hidden + 2 * hidden * config.intermediate_size))
@@ -609,7 +624,11 @@ def _check_against_torch(weights: Any, path: Path, input_names: tuple[str, ...])
 
     ort = require("onnxruntime", extra=None, feature="The ONNX backend")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for batch, width in ((1, 7), (5, 40)):
+    shapes = [(1, 7), (5, 40)]
+    local = getattr(weights.config, "local_attention", None)
+    if local:  # ModernBERT: rows that reach past the local (sliding-window) attention
+        shapes.append((2, min(2 * local + 9, weights.config.max_position_embeddings)))
+    for batch, width in shapes:
         sample = _sample_inputs(input_names, batch, width, weights.config.vocab_size)
         with torch.no_grad():
             expected = weights(**sample).logits.float().numpy()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rerank_plugins._results import RankResult, check_inputs, check_selection, select_top
 from rerank_plugins.scorer._batching import plan_batches
 from rerank_plugins.scorer._loading import (
+    activation_function,
     load_config_and_tokenizer,
     load_cross_encoder,
     model_name,
@@ -23,7 +24,7 @@ from rerank_plugins.scorer._loading import (
     resolve_dtype,
 )
 from rerank_plugins.scorer._packed import packed_encoder
-from rerank_plugins.scorer._windows import plan_windows, token_offsets
+from rerank_plugins.scorer._windows import pair_builder, passage_windows
 from rerank_plugins.scorer._worker import Job, MicroBatcher
 
 if TYPE_CHECKING:
@@ -63,8 +64,10 @@ class CrossEncoderScorer:
             Defaults to the model's limit.
         batch_size: Most pairs per forward pass.
         max_batch_tokens: Most padded tokens per forward pass (pairs x longest pair).
-        activation: ``"auto"`` (the model's saved choice, else sigmoid), ``"sigmoid"`` or
-            ``"none"`` (raw logits; for 2-logit heads, the log-odds of the relevant class).
+        activation: ``"auto"`` (the model's saved sentence-transformers choice, else
+            sigmoid), ``"sigmoid"``, ``"none"`` (raw logits; for 2-logit heads, the log-odds
+            of the relevant class), or another elementwise ``torch.nn`` activation by its
+            lowercase class name (``"tanh"``, ``"relu"``, ...; see the Python API reference).
         local_files_only: Only use local files and the Hugging Face cache; never the network.
         trust_remote_code: Allow model repos to run their own code. Off by default.
         token: Hugging Face token for private repos.
@@ -79,8 +82,8 @@ class CrossEncoderScorer:
             ``OverloadedError``. None (default): about 30 seconds of work at the measured
             scoring rate, and at least two worker rounds (``32 * batch_size`` pairs). A call
             is always accepted when nothing waits, however many passages it has.
-        backend: ``"auto"`` (default): ONNX Runtime for BERT, RoBERTa and XLM-R models of
-            up to 150M parameters scored on the CPU in fp32 (same scores, faster), torch
+        backend: ``"auto"`` (default): ONNX Runtime for BERT, RoBERTa, XLM-R and ModernBERT
+            models of up to 150M parameters scored on the CPU in fp32 (same scores, faster), torch
             otherwise or if the export fails. ``"onnx"``: ONNX Runtime with fused attention,
             exported on first use and cached under ``$RERANK_PLUGINS_CACHE_DIR`` (default
             ``~/.cache/rerank-plugins``); it runs in fp32 and gives the same scores as
@@ -200,6 +203,7 @@ class CrossEncoderScorer:
         self.dtype = str(loaded.dtype).removeprefix("torch.")
         self.max_length = loaded.max_length
         self.activation = loaded.activation
+        self._activate = activation_function(loaded.activation)
         self._tokenizer = loaded.tokenizer
         self._network = loaded.model
         # BERT/RoBERTa/XLM-R run padding-free with a [CLS]-only last layer (same scores).
@@ -208,6 +212,7 @@ class CrossEncoderScorer:
         self._uses_token_types = loaded.uses_token_types
         self._pad_id = loaded.tokenizer.pad_token_id or 0
         self._pair_specials = loaded.tokenizer.num_special_tokens_to_add(pair=True)
+        self._build_pair = pair_builder(loaded.tokenizer)
         # The worker owns self._tokenizer; callers that count tokens use this copy instead,
         # because a fast tokenizer used from two threads at once fails with "Already borrowed".
         self._counting_tokenizer = copy.deepcopy(loaded.tokenizer)
@@ -344,48 +349,56 @@ class CrossEncoderScorer:
 
         The whole query is kept unless it alone leaves no room for the passage.
         """
-        query_tokens = len(tokenizer(query, add_special_tokens=False)["input_ids"])
-        room = self.max_length - query_tokens - self._pair_specials
+        query_ids = tokenizer(query, add_special_tokens=False)["input_ids"]
+        room = self.max_length - len(query_ids) - self._pair_specials
         truncation = "only_second"
         if room < 1:
             logger.warning(
                 "The query is %d tokens, too long for max_length=%d; truncating query and passage.",
-                query_tokens,
+                len(query_ids),
                 self.max_length,
             )
             truncation = "longest_first"
-        texts: list[str] = list(passages)
-        owners = list(range(len(passages)))
-        spans: list[tuple[int, int] | None] = [None] * len(passages)
-        if self.long_passages == "window" and room >= 1:
-            texts, owners, spans = self._windows(tokenizer, passages, room)
+        elif self.long_passages == "window":
+            return self._windows(tokenizer, query_ids, passages, room)
         encoded = tokenizer(
-            [query] * len(texts),
-            texts,
+            [query] * len(passages),
+            list(passages),
             truncation=truncation,
             max_length=self.max_length,
             return_attention_mask=False,
             return_token_type_ids=self._uses_token_types,
         )
         types = encoded["token_type_ids"] if self._uses_token_types else None
-        return _Encoded(encoded["input_ids"], types, owners, spans)
+        spans: list[tuple[int, int] | None] = [None] * len(passages)
+        return _Encoded(encoded["input_ids"], types, list(range(len(passages))), spans)
 
     def _windows(
-        self, tokenizer: Any, passages: Sequence[str], room: int
-    ) -> tuple[list[str], list[int], list[tuple[int, int] | None]]:
-        """Expand each passage into sentence-aligned windows that fit beside the query."""
+        self, tokenizer: Any, query_ids: list[int], passages: Sequence[str], room: int
+    ) -> _Encoded:
+        """Rows for sentence-aligned windows of each passage's own tokens, beside the query.
+
+        Each row is the query and a slice of the passage's token ids joined by the
+        tokenizer's special tokens, at most ``max_length`` tokens, and its span is
+        exactly the characters those tokens come from.
+        """
         size = min(self.window_size or room, room)
         stride = min(self.window_stride or max(size // 2, 1), size)
-        offsets = token_offsets(tokenizer, passages)
-        texts: list[str] = []
+        ids: list[list[int]] = []
+        types: list[list[int]] = []
         owners: list[int] = []
         spans: list[tuple[int, int] | None] = []
-        for index, (passage, passage_offsets) in enumerate(zip(passages, offsets, strict=True)):
-            for start, end in plan_windows(passage, passage_offsets, size=size, stride=stride):
-                texts.append(passage[start:end])
+        windowed = passage_windows(tokenizer, passages, size=size, stride=stride)
+        for index, (passage_ids, windows) in enumerate(windowed):
+            for window in windows:
+                row, row_types = self._build_pair(
+                    query_ids, passage_ids[window.first : window.last]
+                )
+                ids.append(row)
+                types.append(row_types)
                 owners.append(index)
-                spans.append((start, end))
-        return texts, owners, spans
+                spans.append((window.start, window.end))
+        return _Encoded(ids, types if self._uses_token_types else None, owners, spans)
 
     def _run_jobs(self, jobs: list[Job]) -> None:
         """Worker side: encode every job, score all pairs in shared batches, resolve futures.
@@ -508,8 +521,8 @@ class CrossEncoderScorer:
         inputs = {name: self._to_device(tensor) for name, tensor in inputs.items()}
         logits = self._run_network(**inputs).logits.float()
         raw = logits[:, 0] if self._num_labels == 1 else logits[:, 1] - logits[:, 0]
-        if self.activation == "sigmoid":
-            raw = torch.sigmoid(raw)
+        if self._activate is not None:
+            raw = self._activate(raw)
         return [float(value) for value in raw.cpu().tolist()]
 
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:

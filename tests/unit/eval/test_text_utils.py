@@ -162,3 +162,17 @@ def test_unknown_tokenizer(name):
         ),
     ):
         bm25_tokenize("text", tokenizer=name)
+
+
+def test_dot_before_spaces_and_a_lowercase_word_still_joins() -> None:
+    """Regression: ``text[after:].lstrip()`` copied the rest of the text at every ``.``.
+
+    That made the splitter quadratic (1.6M characters took 17 s; see
+    ``benchmarks/sentence_splitter.py``); the index scan that replaced it must decide alike.
+    """
+    text = "It weighs approx.     three kilos. Then it rests. " + "x" * 100 + ". End"
+    assert [text[s:e] for s, e in split_sentences(text)] == [
+        "It weighs approx.     three kilos. ",
+        "Then it rests. " + "x" * 100 + ". ",
+        "End",
+    ]

@@ -24,7 +24,7 @@ from rerank_plugins.errors import MissingDependencyError
 from rerank_plugins.presets import PRESETS, resolve_preset
 from rerank_plugins.scorer import _registry
 from rerank_plugins.scorer._registry import clear_scorers
-from rerank_plugins.scorer._windows import plan_windows, token_offsets
+from rerank_plugins.scorer._windows import passage_windows
 from tests._tiny_models import JA_RANKING_CASES, TOPICS
 
 JA_TOPICS = [topic for topic in TOPICS if topic.language == "ja"]
@@ -134,6 +134,46 @@ def test_mecab_model_windows_long_japanese_passage(tiny_ja_mecab_bert: Path) -> 
     assert long[end - 1] == "。", "windows end at a Japanese sentence end"
 
 
+def test_mecab_windows_are_exact_token_runs(tiny_ja_mecab_bert: Path) -> None:
+    """Regression: MeCab windows were re-tokenized from estimated offsets (up to 5 too long).
+
+    Each piece of a long passage is tokenized on its own; a window's ids are its pieces' ids,
+    each exactly the tokens of its characters, and no window passes the room. A sentence
+    longer than a window (no 。 at all) is cut into pieces that each fit.
+    """
+    import random
+
+    from transformers import AutoTokenizer
+
+    from rerank_plugins.scorer._windows import _python_units
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_ja_mecab_bert))
+    assert not tokenizer.is_fast
+    rng = random.Random(7)
+    one_sentence = "".join(p.rstrip("。") for p in JA_PASSAGES)
+    texts = [one_sentence, "".join(rng.sample(JA_PASSAGES, len(JA_PASSAGES)))]
+    for text in texts:
+        for size in (5, 12, 30):
+            ids, units = _python_units(tokenizer, text, size)
+            assert units[0].start == 0
+            assert units[-1].end == len(text)
+            for unit in units:
+                piece = tokenizer(text[unit.start : unit.end], add_special_tokens=False)
+                assert ids[unit.first : unit.last] == piece["input_ids"]
+                assert unit.last - unit.first <= size
+            ((window_ids, windows),) = passage_windows(tokenizer, [text], size=size, stride=size)
+            assert window_ids == ids
+            assert all(w.last - w.first <= size for w in windows)
+    scorer = CrossEncoderScorer(
+        str(tiny_ja_mecab_bert), device="cpu", max_length=24, long_passages="window"
+    )
+    rows = scorer._encode(tokenizer, JA_RANKING_CASES[0][0], texts).ids
+    assert max(len(row) for row in rows) <= 24
+    assert all(
+        row[0] == tokenizer.cls_token_id and row[-1] == tokenizer.sep_token_id for row in rows
+    )
+
+
 # -------------------------------------------------- (b) XLM-R with sentencepiece
 
 
@@ -159,17 +199,16 @@ def test_xlmr_windows_align_with_japanese_sentences(tiny_xlmr: Path) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_xlmr))
     text = "".join(JA_PASSAGES)
-    (offsets,) = token_offsets(tokenizer, [text])
-    assert len(offsets) == len(tokenizer(text, add_special_tokens=False)["input_ids"])
     spans = split_sentences(text)
     assert len(spans) == len(JA_PASSAGES)
     starts, ends = {s for s, _ in spans}, {e for _, e in spans}
     longest = max(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in JA_PASSAGES)
-    windows = plan_windows(text, offsets, size=longest + 4, stride=longest // 2)
+    ((ids, windows),) = passage_windows(tokenizer, [text], size=longest + 4, stride=longest // 2)
+    assert ids == tokenizer(text, add_special_tokens=False)["input_ids"]
     assert len(windows) > len(JA_PASSAGES) // 2
-    for start, end in windows:
-        assert start in starts
-        assert end in ends
+    for window in windows:
+        assert window.start in starts
+        assert window.end in ends
 
     query = JA_RANKING_CASES[0][0]
     windowing = CrossEncoderScorer(
@@ -178,8 +217,24 @@ def test_xlmr_windows_align_with_japanese_sentences(tiny_xlmr: Path) -> None:
     (result,) = windowing.rank(query, [text])
     assert result.span[0] in starts
     assert result.span[1] in ends
-    best_window_alone = windowing.score(query, [text[result.span[0] : result.span[1]]])
-    assert result.score == pytest.approx(best_window_alone[0], abs=1e-5)
+    # The score is the model's on exactly the passage tokens inside the span (not on the
+    # span re-tokenized, which starts with an extra "▁" piece mid-text).
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    inside = [
+        token
+        for token, (begin, end) in zip(encoded["input_ids"], encoded["offset_mapping"], strict=True)
+        if result.span[0] <= begin and end <= result.span[1]
+    ]
+    query_ids = tokenizer(query, add_special_tokens=False)["input_ids"]
+    row = [tokenizer.cls_token_id, *query_ids, tokenizer.sep_token_id, tokenizer.sep_token_id]
+    row += [*inside, tokenizer.sep_token_id]
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_xlmr)).eval()
+    with torch.inference_mode():
+        logit = model(input_ids=torch.tensor([row])).logits[0, 0]
+    assert result.score == pytest.approx(float(torch.sigmoid(logit)), abs=1e-5)
 
 
 # ------------------------------------------------------- (c) the [ja] extra

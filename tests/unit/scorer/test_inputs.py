@@ -169,7 +169,14 @@ def test_query_longer_than_max_length_is_truncated_not_crashed(tiny_bert: Path) 
         ("max_batch_tokens", -5, "max_batch_tokens must be a positive int, got -5."),
         ("device", "tpu", "device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got 'tpu'."),
         ("dtype", "int8", "dtype must be 'auto', 'float32', 'float16' or 'bfloat16', got 'int8'."),
-        ("activation", "relu", "activation must be 'auto', 'sigmoid' or 'none', got 'relu'."),
+        (
+            "activation",
+            "softmax",  # not elementwise: sentence-transformers can save it, we do not run it
+            "activation must be one of 'auto', 'none', 'sigmoid', 'tanh', 'relu', 'relu6', "
+            "'leakyrelu', 'prelu', 'elu', 'celu', 'selu', 'gelu', 'silu', 'mish', 'softplus', "
+            "'softsign', 'hardtanh', 'hardsigmoid', 'hardswish', 'hardshrink', 'softshrink', "
+            "'tanhshrink', 'logsigmoid', got 'softmax'.",
+        ),
         ("max_length", 4, "max_length must be an int >= 8, got 4."),
         ("max_length", 100_000, "max_length=100000 exceeds the model's 512 position embeddings."),
     ],

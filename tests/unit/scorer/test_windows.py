@@ -10,10 +10,17 @@ import pytest
 
 from rerank_plugins import CrossEncoderScorer
 from rerank_plugins._text import split_sentences
-from rerank_plugins.scorer._windows import plan_windows, token_offsets
+from rerank_plugins.scorer._windows import passage_windows, plan_windows
 from tests._tiny_models import EN_RANKING_CASES, TOPICS
 
 # ----------------------------------------------------------------- plan_windows, no model
+
+
+def spans_of(
+    text: str, offsets: list[tuple[int, int]], *, size: int, stride: int
+) -> list[tuple[int, int]]:
+    """The character spans of :func:`plan_windows`' windows."""
+    return [(w.start, w.end) for w in plan_windows(text, offsets, size=size, stride=stride)]
 
 
 def word_offsets(text: str) -> list[tuple[int, int]]:
@@ -61,19 +68,19 @@ EN_TEXT = (
 def test_short_passage_is_one_window_over_the_whole_text(
     text: str, offsets: list[tuple[int, int]]
 ) -> None:
-    assert plan_windows(text, offsets, size=10, stride=5) == [(0, len(text))]
+    assert spans_of(text, offsets, size=10, stride=5) == [(0, len(text))]
 
 
 def test_passage_of_exactly_window_size_is_one_window() -> None:
     text = "一二三四五六七八九十"
-    assert plan_windows(text, char_offsets(text), size=10, stride=5) == [(0, 10)]
-    assert len(plan_windows(text, char_offsets(text), size=9, stride=5)) > 1
+    assert spans_of(text, char_offsets(text), size=10, stride=5) == [(0, 10)]
+    assert len(spans_of(text, char_offsets(text), size=9, stride=5)) > 1
 
 
 @pytest.mark.parametrize("size", [12, 14, 20, 30])  # the longest sentence is 12
 def test_japanese_windows_start_and_end_at_sentence_boundaries(size: int) -> None:
     offsets = char_offsets(JA_TEXT)
-    windows = plan_windows(JA_TEXT, offsets, size=size, stride=size // 2)
+    windows = spans_of(JA_TEXT, offsets, size=size, stride=size // 2)
     starts, ends = sentence_edges(JA_TEXT)
     assert len(starts) == 5, "。！？ each end a sentence"
     for window in windows:
@@ -87,7 +94,7 @@ def test_japanese_windows_start_and_end_at_sentence_boundaries(size: int) -> Non
 @pytest.mark.parametrize("size", [10, 12, 20])  # the longest sentence is 10
 def test_english_windows_start_and_end_at_sentence_boundaries(size: int) -> None:
     offsets = word_offsets(EN_TEXT)
-    windows = plan_windows(EN_TEXT, offsets, size=size, stride=size // 2)
+    windows = spans_of(EN_TEXT, offsets, size=size, stride=size // 2)
     starts, ends = sentence_edges(EN_TEXT)
     for window in windows:
         assert window[0] in starts
@@ -101,7 +108,7 @@ def test_english_windows_start_and_end_at_sentence_boundaries(size: int) -> None
 def test_windows_advance_by_stride_and_overlap() -> None:
     """Ten one-token sentences, windows of 4 every 2 tokens: each overlaps the next by 2."""
     text = "Cats. Dogs. Birds. Fish. Frogs. Mice. Owls. Bats. Hens. Cows."
-    windows = plan_windows(text, word_offsets(text), size=4, stride=2)
+    windows = spans_of(text, word_offsets(text), size=4, stride=2)
     assert [text[s:e].split() for s, e in windows] == [
         ["Cats.", "Dogs.", "Birds.", "Fish."],
         ["Birds.", "Fish.", "Frogs.", "Mice."],
@@ -112,7 +119,7 @@ def test_windows_advance_by_stride_and_overlap() -> None:
 
 def test_stride_equal_to_size_gives_disjoint_windows() -> None:
     text = "Cats. Dogs. Birds. Fish. Frogs. Mice."
-    windows = plan_windows(text, word_offsets(text), size=2, stride=2)
+    windows = spans_of(text, word_offsets(text), size=2, stride=2)
     assert [text[s:e].split() for s, e in windows] == [
         ["Cats.", "Dogs."],
         ["Birds.", "Fish."],
@@ -125,7 +132,7 @@ def test_stride_equal_to_size_gives_disjoint_windows() -> None:
 def test_sentence_longer_than_a_window_is_cut_at_token_boundaries() -> None:
     text = "あいうえおかきくけこさしすせそたちつてと。短い文。"
     offsets = char_offsets(text)
-    windows = plan_windows(text, offsets, size=8, stride=4)
+    windows = spans_of(text, offsets, size=8, stride=4)
     token_starts = {start for start, _ in offsets}
     assert [text[s:e] for s, e in windows] == [
         "あいうえおかきく",
@@ -144,7 +151,7 @@ def test_no_window_lies_inside_the_previous_one() -> None:
     With sentences of 7, 7, 8 and 9 characters, windows of 14 and a stride of 7, the
     second window used to be the second sentence alone, already inside the first window.
     """
-    windows = plan_windows(JA_TEXT, char_offsets(JA_TEXT), size=14, stride=7)
+    windows = spans_of(JA_TEXT, char_offsets(JA_TEXT), size=14, stride=7)
     for (start_a, end_a), (start_b, end_b) in itertools.pairwise(windows):
         assert start_b > start_a
         assert end_b > end_a
@@ -154,10 +161,11 @@ def test_no_window_lies_inside_the_previous_one() -> None:
     ]
 
 
-def test_token_offsets_of_a_python_tokenizer_count_each_sentence_exactly() -> None:
+def test_python_tokenizer_windows_are_exact_per_sentence() -> None:
     """Regression: Python tokenizers have no offset mapping (KeyError 'offset_mapping').
 
-    Their offsets are estimated per sentence; every token must fall in its own sentence.
+    Their windows are built from each sentence's own tokens: a window's ids are exactly the
+    tokens of its span's text, and no window holds more than ``size`` of them.
     """
 
     class CharTokenizer:
@@ -166,12 +174,19 @@ def test_token_offsets_of_a_python_tokenizer_count_each_sentence_exactly() -> No
         def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
             return {"input_ids": [ord(c) for c in text if not c.isspace()]}
 
-    (offsets,) = token_offsets(CharTokenizer(), [JA_TEXT])
-    assert len(offsets) == len(char_offsets(JA_TEXT))
-    for start, end in split_sentences(JA_TEXT):
-        inside = [o for o in offsets if start <= o[0] < end]
-        assert len(inside) == len(char_offsets(JA_TEXT[start:end]))
-        assert all(o[1] <= end for o in inside)
+    tokenizer = CharTokenizer()
+    ((ids, windows),) = passage_windows(tokenizer, [JA_TEXT], size=12, stride=6)
+    assert ids == tokenizer(JA_TEXT)["input_ids"]
+    starts, ends = sentence_edges(JA_TEXT)
+    for window in windows:
+        assert (
+            ids[window.first : window.last]
+            == tokenizer(JA_TEXT[window.start : window.end])["input_ids"]
+        )
+        assert window.last - window.first <= 12
+        assert window.start in starts
+        assert window.end in ends
+    check_covers(JA_TEXT, [(w.start, w.end) for w in windows])
 
 
 # ------------------------------------------------------------ the scorer, tiny model
