@@ -7,14 +7,15 @@ Two rules, applied in this order:
   The first occurrence is kept: first stages return their best match first, so it is the
   copy the retriever (or the fusion of several) ranked highest.
 * **Near-duplicates** (``near_duplicate_threshold`` is not None): the overlapping chunks two
-  retrievers or two chunk sizes make of one text. Each normalised text becomes its set of
-  :data:`SHINGLE` -character substrings (character shingles work for Japanese and Chinese,
-  which have no spaces between words). A text is a near-duplicate of another when at least
+  retrievers or two chunk sizes make of one text. Each normalised text, with its spaces
+  removed (splitters differ in the newlines and spaces they leave, and Japanese puts none
+  between words), becomes its set of :data:`SHINGLE` -character substrings (character
+  shingles work for Japanese and Chinese, which have no spaces between words). A text is a near-duplicate of another when at least
   ``near_duplicate_threshold`` of its shingles also occur in the other (the *containment* of
   the shorter in the longer: a 500-character chunk inside a 2,000-character chunk counts, two
   neighbouring chunks that share a 100-character overlap do not). The copy with more
   shingles is kept, because it holds (nearly) all of the other's text; on a tie, the first.
-  Texts shorter than :data:`NEAR_MIN_CHARS` normalised characters are only merged as exact
+  Texts shorter than :data:`NEAR_MIN_CHARS` such characters are only merged as exact
   copies: a short title contained in a long passage is not a duplicate of it.
 
 Which text is compared, and whose score a merged copy gets, is the caller's affair: the
@@ -108,7 +109,7 @@ def _merge_near(
     near = 0
     min_hits = _min_sample_hits(threshold)
     for position in kept:
-        current = _Shingled.of(position, normalize_text(texts[position]))
+        current = _Shingled.of(position, normalize_text(texts[position]).replace(" ", ""))
         for slot, other in enumerate(representatives):
             if current.is_near(other, threshold, min_hits):
                 winner, loser = (current, other) if current.size > other.size else (other, current)
