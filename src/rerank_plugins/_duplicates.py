@@ -8,9 +8,9 @@ Two rules, applied in this order:
   copy the retriever (or the fusion of several) ranked highest.
 * **Near-duplicates** (``near_duplicate_threshold`` is not None): the overlapping chunks two
   retrievers or two chunk sizes make of one text. Each normalised text, with its spaces
-  removed (splitters differ in the newlines and spaces they leave, and Japanese puts none
-  between words), becomes its set of :data:`SHINGLE` -character substrings (character
-  shingles work for Japanese and Chinese, which have no spaces between words). A text is a near-duplicate of another when at least
+  removed (splitters differ in the newlines and spaces they leave), becomes its set of
+  :data:`SHINGLE` -character substrings (character shingles work for Japanese and Chinese,
+  which have no spaces between words). A text is a near-duplicate of another when at least
   ``near_duplicate_threshold`` of its shingles also occur in the other (the *containment* of
   the shorter in the longer: a 500-character chunk inside a 2,000-character chunk counts, two
   neighbouring chunks that share a 100-character overlap do not). The copy with more
