@@ -24,7 +24,7 @@ For each budget B, the share of questions whose gold passage reaches the context
 
 Tokens are counted with ``llama_index.core.Settings.tokenizer`` (tiktoken ``cl100k_base``,
 whose BPE file LlamaIndex ships, so nothing is downloaded). Scores are cached in
-``benchmarks/results/context_budget_scores.json``: a rerun only redoes the analysis. Results
+``benchmarks/results/context_budget_scores_top<k>.json``: a rerun only redoes the analysis. Results
 go to ``benchmarks/results/context_budget.{md,json}``.
 """
 
@@ -79,7 +79,7 @@ def score_candidates(
     args: argparse.Namespace, corpus: list[str], questions: list[tuple[str, str, int]]
 ) -> dict[str, list[tuple[int, float]]]:
     """BM25 top-k per question, reranked; cached (and resumed) in a JSON file."""
-    cache_path = RESULTS / "context_budget_scores.json"
+    cache_path = RESULTS / f"context_budget_scores_top{args.top_k}.json"
     key = {"model": str(args.model), "top_k": args.top_k, "max_length": args.max_length}
     cache: dict[str, Any] = {"key": key, "scores": {}}
     if cache_path.exists():
@@ -111,6 +111,104 @@ def score_candidates(
             rate = done * args.top_k / (time.perf_counter() - started)
             print(f"  {done}/{len(todo)} questions, ~{rate:.0f} pairs/s", file=sys.stderr)
     return scores
+
+
+def report(
+    args: argparse.Namespace,
+    corpus: list[str],
+    questions: list[tuple[str, str, int]],
+    scores: dict[str, list[tuple[int, float]]],
+) -> int:
+    """Compare the rules at each budget; print and save the table."""
+    from llama_index.core import Settings
+
+    from rerank_plugins._context import ContextOptions
+    from rerank_plugins._results import select_top
+
+    tokenize = Settings.tokenizer
+    tokens: dict[int, int] = {}
+
+    def count(doc: int) -> int:
+        if doc not in tokens:
+            tokens[doc] = len(tokenize(corpus[doc]))
+        return tokens[doc]
+
+    ranked_docs: dict[str, list[int]] = {}
+    for qid, _, _ in questions:
+        docs = [doc for doc, _ in scores[qid]]
+        ranked = select_top([s for _, s in scores[qid]], [str(d) for d in docs], None, None)
+        ranked_docs[qid] = [docs[r.index] for r in ranked]
+    in_first_stage = sum(gold in ranked_docs[qid] for qid, _, gold in questions)
+    rows = []
+    for budget in BUDGETS:
+        budget_hits = stop_hits = 0
+        budget_kept = budget_tokens = 0
+        safe_top_n = args.top_k
+        for qid, _, gold in questions:
+            docs = ranked_docs[qid]
+            counts = [count(doc) for doc in docs]
+            context = ContextOptions.create(
+                max_context_tokens=budget, length_function=lambda text: count(int(text))
+            )
+            ranked = select_top([-i for i in range(len(docs))], [str(d) for d in docs], None, None)
+            chosen = context.select(ranked, [str(d) for d in docs]).results
+            budget_hits += gold in {docs[r.index] for r in chosen}
+            budget_kept += len(chosen)
+            budget_tokens += sum(r.tokens or 0 for r in chosen)
+            used = fits = 0
+            for tokens_of_doc in counts:
+                if used + tokens_of_doc > budget:
+                    break
+                used += tokens_of_doc
+                fits += 1
+            stop_hits += gold in docs[:fits]
+            safe_top_n = min(safe_top_n, fits)
+        top_n_hits = sum(gold in ranked_docs[qid][:safe_top_n] for qid, _, gold in questions)
+        top_n_tokens = sum(
+            sum(count(doc) for doc in ranked_docs[qid][:safe_top_n]) for qid, _, _ in questions
+        )
+        total = len(questions)
+        rows.append(
+            {
+                "budget": budget,
+                "max_context_tokens": budget_hits / total,
+                "stop_at_first_misfit": stop_hits / total,
+                "best_fixed_top_n": safe_top_n,
+                "top_n": top_n_hits / total,
+                "mean_docs_budget": budget_kept / total,
+                "mean_tokens_budget": budget_tokens / total,
+                "mean_tokens_top_n": top_n_tokens / total,
+            }
+        )
+    lengths = sorted(tokens.values())
+    lines = [
+        f"Questions: {len(questions)} held-out test questions; first stage BM25 top-{args.top_k} "
+        f"over {len(corpus)} passages (gold in BM25 top-{args.top_k}: "
+        f"{in_first_stage / len(questions):.1%}); reranker {args.model.name}; tokens: "
+        f"cl100k_base (Settings.tokenizer), passages {lengths[0]}-{lengths[-1]} tokens "
+        f"(median {lengths[len(lengths) // 2]}).",
+        "",
+        "| budget (tokens) | gold in context: `max_context_tokens` | stop at first misfit "
+        "| best fixed `top_n` that never exceeds it | gold in context: that `top_n` "
+        "| mean docs / tokens used: budget | mean tokens used: `top_n` |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['budget']:,} | {r['max_context_tokens']:.1%} | {r['stop_at_first_misfit']:.1%} "
+        f"| {r['best_fixed_top_n']} | {r['top_n']:.1%} | {r['mean_docs_budget']:.1f} / "
+        f"{r['mean_tokens_budget']:.0f} | {r['mean_tokens_top_n']:.0f} |"
+        for r in rows
+    ]
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    lines += ["", f"Machine: {machine}."]
+    text = "\n".join(lines)
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "context_budget.md").write_text(text + "\n")
+    (RESULTS / "context_budget.json").write_text(
+        json.dumps({"rows": rows, "questions": len(questions), "top_k": args.top_k}, indent=2)
+    )
+    return 0
 
 
 def parse_args() -> argparse.Namespace:
