@@ -205,7 +205,12 @@ class ContextOptions:
         )
 
     def rank(
-        self, texts: Sequence[str], ranker: Ranker, *, context_texts: Sequence[str] | None = None
+        self,
+        texts: Sequence[str],
+        ranker: Ranker,
+        *,
+        count_texts: Sequence[str] | None = None,
+        compare_texts: Sequence[str] | None = None,
     ) -> ContextSelection:
         """Drop duplicates, rank the rest with ``ranker``, then select and order.
 
@@ -213,28 +218,27 @@ class ContextOptions:
             texts: What is scored (one per document).
             ranker: Ranks a list of texts best first (``RankResult.index`` into that list),
                 with no threshold or cut.
-            context_texts: What the LLM will read, for duplicates and token counts;
-                defaults to ``texts``.
+            count_texts: What the LLM will read, for token counts; defaults to ``texts``.
+            compare_texts: What duplicates are found on; defaults to ``texts``.
         """
-        seen = texts if context_texts is None else context_texts
-        duplicates = self.find_duplicates(seen)
+        duplicates = self.find_duplicates(texts if compare_texts is None else compare_texts)
         kept = [texts[i] for i in duplicates.kept]
         ranked = ranker(kept) if kept else []
-        return self.select(ranked, seen, duplicates)
+        return self.select(ranked, texts if count_texts is None else count_texts, duplicates)
 
     async def arank(
         self,
         texts: Sequence[str],
         ranker: AsyncRanker,
         *,
-        context_texts: Sequence[str] | None = None,
+        count_texts: Sequence[str] | None = None,
+        compare_texts: Sequence[str] | None = None,
     ) -> ContextSelection:
         """Async :meth:`rank`."""
-        seen = texts if context_texts is None else context_texts
-        duplicates = self.find_duplicates(seen)
+        duplicates = self.find_duplicates(texts if compare_texts is None else compare_texts)
         kept = [texts[i] for i in duplicates.kept]
         ranked = await ranker(kept) if kept else []
-        return self.select(ranked, seen, duplicates)
+        return self.select(ranked, texts if count_texts is None else count_texts, duplicates)
 
     def find_duplicates(self, texts: Sequence[str]) -> Duplicates:
         """The documents to score: all of them, or one per group of copies."""

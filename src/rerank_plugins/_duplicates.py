@@ -18,8 +18,8 @@ Two rules, applied in this order:
   Texts shorter than :data:`NEAR_MIN_CHARS` such characters are only merged as exact
   copies: a short title contained in a long passage is not a duplicate of it.
 
-Which text is compared, and whose score a merged copy gets, is the caller's affair: the
-adapters compare the text the LLM will read and score only the kept copies. Cost: the
+Which text is compared is the caller's affair: LangChain's ``page_content``, a LlamaIndex
+node's text without its metadata. Only the kept copy is scored. Cost: the
 shingle sets, plus one set intersection per pair that passes a test on a 32-shingle sample
 (which rejects a true near-duplicate with probability under 1e-6), so a hundred documents of
 a thousand characters take milliseconds, not seconds.

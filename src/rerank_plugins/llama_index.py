@@ -67,10 +67,10 @@ class CrossEncoderRerank(BaseNodePostprocessor):
     For a context budget, ``max_context_tokens`` keeps the best nodes whose tokens fit it,
     counted on the text the LLM reads (``MetadataMode.LLM``) with ``tokenizer`` (default:
     ``Settings.tokenizer``); a node that does not fit is skipped and smaller ones still
-    fill the budget. ``deduplicate`` drops exact and near-duplicate nodes (same LLM text)
-    before scoring; ``order="long_context"`` puts the best nodes first and last. Kept
-    nodes carry ``metadata["context_tokens"]`` and ``metadata["duplicates_merged"]``
-    (hidden from the LLM and embedder); the report goes to a :class:`RerankContextEvent`,
+    fill the budget. ``deduplicate`` drops exact and near-duplicate nodes (compared on
+    their text without metadata) before scoring; ``order="long_context"`` puts the best
+    nodes first and last. Kept nodes carry ``metadata["context_tokens"]`` and
+    ``metadata["duplicates_merged"]`` (hidden from the LLM and embedder); the report goes to a :class:`RerankContextEvent`,
     the ``RERANKING`` callback's end payload (``"context_report"``) and the log.
 
     Example:
@@ -146,7 +146,7 @@ class CrossEncoderRerank(BaseNodePostprocessor):
             selection = self._context().rank(
                 texts,
                 functools.partial(self._scorer.rank, query),
-                context_texts=self._context_texts(nodes),
+                **self._context_texts(nodes),
             )
             reranked = self._new_nodes(nodes, selection)
             event.on_end(payload=self._end_payload(reranked, selection.report))
@@ -169,7 +169,7 @@ class CrossEncoderRerank(BaseNodePostprocessor):
             selection = await self._context().arank(
                 texts,
                 functools.partial(self._scorer.arank, query),
-                context_texts=self._context_texts(nodes),
+                **self._context_texts(nodes),
             )
             reranked = self._new_nodes(nodes, selection)
             event.on_end(payload=self._end_payload(reranked, selection.report))
@@ -205,11 +205,17 @@ class CrossEncoderRerank(BaseNodePostprocessor):
             return lambda text: len(tokenize(text))
         return length_function(self.tokenizer, name="tokenizer")
 
-    def _context_texts(self, nodes: list[NodeWithScore]) -> list[str] | None:
-        """What the LLM reads, for token counts and duplicates (None: nothing to compare)."""
-        if not self._reports and self.tokenizer is None:
-            return None
-        return [node.node.get_content(metadata_mode=MetadataMode.LLM) for node in nodes]
+    def _context_texts(self, nodes: list[NodeWithScore]) -> dict[str, list[str] | None]:
+        """Count what the LLM reads; compare the nodes' own text (metadata may differ)."""
+        counted = self.tokenizer is not None or self.max_context_tokens is not None
+        return {
+            "count_texts": [n.node.get_content(metadata_mode=MetadataMode.LLM) for n in nodes]
+            if counted
+            else None,
+            "compare_texts": [n.node.get_content(metadata_mode=MetadataMode.NONE) for n in nodes]
+            if self.deduplicate
+            else None,
+        }
 
     def _end_payload(self, reranked: list[NodeWithScore], report: ContextReport) -> dict[str, Any]:
         payload: dict[str, Any] = {EventPayload.NODES: reranked}

@@ -215,14 +215,15 @@ def test_deduplicate_never_drops_a_document_for_scoring_low() -> None:
     assert sorted(r.index for r in selection.results) == list(range(6))
 
 
-def test_context_texts_are_counted_and_compared_not_the_scored_texts() -> None:
+def test_count_and_compare_texts_are_used_instead_of_the_scored_texts() -> None:
     scored = ["title: x\nshared body", "title: y\nshared body", "other"]
-    llm = ["shared body", "shared body", "other text here"]
+    llm = ["x: shared body", "y: shared body", "other text here"]
+    bodies = ["shared body", "shared body", "other"]
     ranker = Ranker({scored[0]: 0.2, scored[2]: 0.9})
     context = ContextOptions.create(deduplicate=True, max_context_tokens=10, length_function=words)
-    selection = context.rank(scored, ranker, context_texts=llm)
+    selection = context.rank(scored, ranker, count_texts=llm, compare_texts=bodies)
     assert ranker.calls == [[scored[0], scored[2]]]
-    assert [(r.index, r.tokens) for r in selection.results] == [(2, 3), (0, 2)]
+    assert [(r.index, r.tokens) for r in selection.results] == [(2, 3), (0, 3)]
 
 
 def test_async_rank_equals_sync() -> None:
