@@ -70,8 +70,9 @@ class CrossEncoderRerank(BaseNodePostprocessor):
     fill the budget. ``deduplicate`` drops exact and near-duplicate nodes (compared on
     their text without metadata) before scoring; ``order="long_context"`` puts the best
     nodes first and last. Kept nodes carry ``metadata["context_tokens"]`` and
-    ``metadata["duplicates_merged"]`` (hidden from the LLM and embedder); the report goes to a :class:`RerankContextEvent`,
-    the ``RERANKING`` callback's end payload (``"context_report"``) and the log.
+    ``metadata["duplicates_merged"]`` (hidden from the LLM and embedder); the report goes
+    to a :class:`RerankContextEvent`, the ``RERANKING`` callback's end payload
+    (``"context_report"``) and the log.
 
     Example:
         >>> reranker = CrossEncoderRerank(model="cross-encoder/ms-marco-MiniLM-L6-v2", top_n=3)
