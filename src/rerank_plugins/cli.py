@@ -29,6 +29,28 @@ def _add_score_parser(subparsers: Any) -> None:
     parser.add_argument("passages", nargs="*", help="Passages to rerank.")
     parser.add_argument("--file", help="Read passages from this file, one per line (- = stdin).")
     parser.add_argument("--top-n", type=positive_int, metavar="N", help="Keep only the best N.")
+    context = parser.add_argument_group("context")
+    context.add_argument(
+        "--max-context-tokens",
+        type=positive_int,
+        metavar="N",
+        help="Keep the best passages whose tokens add up to at most N.",
+    )
+    context.add_argument(
+        "--tokenizer",
+        metavar="NAME",
+        help="Count tokens with this tiktoken encoding or Hugging Face tokenizer "
+        "(default: the model's own tokenizer).",
+    )
+    context.add_argument(
+        "--deduplicate", action="store_true", help="Drop duplicate passages before scoring."
+    )
+    context.add_argument(
+        "--order",
+        choices=("relevance", "long_context"),
+        default="relevance",
+        help="relevance (default: best first) or long_context (best first and last).",
+    )
     parser.set_defaults(run=_run_score)
 
 
@@ -44,8 +66,21 @@ def _run_score(args: argparse.Namespace) -> int:
         msg = "rerank-plugins score: error: no passages; give them as arguments or with --file."
         raise SystemExit(msg)
     scorer = get_scorer(args.model, **model_options(args))
-    results = scorer.rank(args.query, passages, top_n=args.top_n)
-    payload = [{"index": r.index, "score": r.score, "text": r.text} for r in results]
+    results = scorer.rank(
+        args.query,
+        passages,
+        top_n=args.top_n,
+        max_context_tokens=args.max_context_tokens,
+        length_function=args.tokenizer,
+        deduplicate=args.deduplicate,
+        order=args.order,
+    )
+    payload = [
+        {"index": r.index, "score": r.score, "text": r.text}
+        | ({"tokens": r.tokens} if r.tokens is not None else {})
+        | ({"duplicates": list(r.duplicates)} if r.duplicates else {})
+        for r in results
+    ]
     sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
     return 0
 
