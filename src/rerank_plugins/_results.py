@@ -17,6 +17,10 @@ class RankResult:
     text: str | None = None
     span: tuple[int, int] | None = None
     """Character span of the best-scoring window (``long_passages="window"``), else None."""
+    tokens: int | None = None
+    """The passage's token count when a context budget or token counter was used, else None."""
+    duplicates: tuple[int, ...] = ()
+    """Input positions of the copies merged into this passage (``deduplicate=True``)."""
 
 
 @runtime_checkable

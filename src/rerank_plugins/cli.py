@@ -37,6 +37,28 @@ def _add_score_parser(subparsers: Any) -> None:
     parser.add_argument("passages", nargs="*", help="Passages to rerank.")
     parser.add_argument("--file", help="Read passages from this file, one per line (- = stdin).")
     parser.add_argument("--top-n", type=positive_int, metavar="N", help="Keep only the best N.")
+    context = parser.add_argument_group("context")
+    context.add_argument(
+        "--max-context-tokens",
+        type=positive_int,
+        metavar="N",
+        help="Keep the best passages whose tokens add up to at most N.",
+    )
+    context.add_argument(
+        "--tokenizer",
+        metavar="NAME",
+        help="Count tokens with this tiktoken encoding or Hugging Face tokenizer "
+        "(default: the model's own tokenizer).",
+    )
+    context.add_argument(
+        "--deduplicate", action="store_true", help="Drop duplicate passages before scoring."
+    )
+    context.add_argument(
+        "--order",
+        choices=("relevance", "long_context"),
+        default="relevance",
+        help="relevance (default: best first) or long_context (best first and last).",
+    )
     parser.set_defaults(run=_run_score)
 
 
@@ -57,12 +79,24 @@ def _run_score(args: argparse.Namespace) -> int:
     from rerank_plugins.scorer import get_scorer  # torch: only once the input is known good
 
     scorer = get_scorer(args.model, **model_options(args))
-    results = scorer.rank(args.query, passages, top_n=args.top_n)
+    results = scorer.rank(
+        args.query,
+        passages,
+        top_n=args.top_n,
+        max_context_tokens=args.max_context_tokens,
+        length_function=args.tokenizer,
+        deduplicate=args.deduplicate,
+        order=args.order,
+    )
     payload = []
     for r in results:
         item: dict[str, Any] = {"index": r.index, "score": r.score, "text": r.text}
         if lines[r.index] is not None:
             item["line"] = lines[r.index]
+        if r.tokens is not None:
+            item["tokens"] = r.tokens
+        if r.duplicates:
+            item["duplicates"] = list(r.duplicates)
         payload.append(item)
     sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
     return 0

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import logging
 import math
 import random
@@ -51,12 +52,13 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from rerank_plugins._context import DEFAULT_NEAR_DUPLICATE_THRESHOLD, ContextOptions, Order
 from rerank_plugins._optional import require
-from rerank_plugins._results import RankResult, check_inputs, check_selection, select_top
+from rerank_plugins._results import RankResult, check_inputs, select_top
 from rerank_plugins._version import __version__
 from rerank_plugins.errors import RemoteRerankError
 
@@ -290,11 +292,29 @@ class RemoteScorer:
         *,
         top_n: int | None = None,
         score_threshold: float | None = None,
+        max_context_tokens: int | None = None,
+        length_function: Callable[[str], int] | str | None = None,
+        deduplicate: bool = False,
+        near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+        order: Order = "relevance",
     ) -> list[RankResult]:
-        """Return passages best first, as :class:`RankResult` (ties keep input order)."""
-        check_selection(top_n, score_threshold)
-        scores = self.score(query, passages)
-        return select_top(scores, list(passages), top_n, score_threshold)
+        """Return passages best first, as :class:`RankResult` (ties keep input order).
+
+        The context options work as in ``CrossEncoderScorer.rank``, on this side of the
+        wire: duplicates are dropped before the request, and ``max_context_tokens`` needs
+        a ``length_function`` (a remote service has no tokenizer here).
+        """
+        context = ContextOptions.create(
+            top_n=top_n,
+            score_threshold=score_threshold,
+            max_context_tokens=max_context_tokens,
+            length_function=length_function,
+            deduplicate=deduplicate,
+            near_duplicate_threshold=near_duplicate_threshold,
+            order=order,
+        )
+        checked = check_inputs(query, passages)
+        return context.rank(checked, functools.partial(self._rank_all, query)).results
 
     async def arank(
         self,
@@ -303,11 +323,31 @@ class RemoteScorer:
         *,
         top_n: int | None = None,
         score_threshold: float | None = None,
+        max_context_tokens: int | None = None,
+        length_function: Callable[[str], int] | str | None = None,
+        deduplicate: bool = False,
+        near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+        order: Order = "relevance",
     ) -> list[RankResult]:
         """Async :meth:`rank`."""
-        check_selection(top_n, score_threshold)
-        scores = await self.ascore(query, passages)
-        return select_top(scores, list(passages), top_n, score_threshold)
+        context = ContextOptions.create(
+            top_n=top_n,
+            score_threshold=score_threshold,
+            max_context_tokens=max_context_tokens,
+            length_function=length_function,
+            deduplicate=deduplicate,
+            near_duplicate_threshold=near_duplicate_threshold,
+            order=order,
+        )
+        checked = check_inputs(query, passages)
+        selection = await context.arank(checked, functools.partial(self._arank_all, query))
+        return selection.results
+
+    def _rank_all(self, query: str, passages: list[str]) -> list[RankResult]:
+        return select_top(self.score(query, passages), passages, None, None)
+
+    async def _arank_all(self, query: str, passages: list[str]) -> list[RankResult]:
+        return select_top(await self.ascore(query, passages), passages, None, None)
 
     def close(self) -> None:
         """Close the sync HTTP client this scorer created; later calls raise ``RuntimeError``.

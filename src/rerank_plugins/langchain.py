@@ -5,17 +5,29 @@ Use it alone (``compress_documents``), in a ``ContextualCompressionRetriever``, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from langchain_core.callbacks import Callbacks
+from langchain_core.callbacks import BaseCallbackManager, Callbacks
+from langchain_core.callbacks.manager import adispatch_custom_event, dispatch_custom_event
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from rerank_plugins._adapter_support import ScorerOptions, resolve_scorer
-from rerank_plugins._results import RankResult, Scorer, check_selection
+from rerank_plugins._context import (
+    DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+    ContextOptions,
+    ContextSelection,
+    Order,
+)
+from rerank_plugins._results import Scorer, check_selection
 
-__all__ = ["CrossEncoderRerank"]
+__all__ = ["CONTEXT_EVENT", "CrossEncoderRerank"]
+
+
+CONTEXT_EVENT = "rerank_plugins.context"
+"""Name of the custom callback event that carries the context report (a dict)."""
 
 
 class CrossEncoderRerank(ScorerOptions, BaseDocumentCompressor):
@@ -30,6 +42,15 @@ class CrossEncoderRerank(ScorerOptions, BaseDocumentCompressor):
     The options of :func:`~rerank_plugins.get_scorer` are fields too (``device``, ``dtype``,
     ``backend``, ``max_length``, ``batch_size``, ``activation``, ``long_passages``...); the
     ones you set are passed to it with ``scorer_options``. Any other keyword raises.
+
+    For a context budget, ``max_context_tokens`` keeps the best documents whose tokens
+    (``length_function``; default: the reranker's own tokenizer) fit it; a document that
+    does not fit is skipped and smaller ones still fill the budget. ``deduplicate`` drops
+    exact and near-duplicate copies before scoring; ``order="long_context"`` puts the best
+    documents first and last. Each kept copy then carries ``metadata["context_tokens"]``
+    (when counted) and ``metadata["duplicates_merged"]`` (when it absorbed copies); the
+    call's report goes to the ``rerank_plugins.context`` log and, inside a run, to a custom
+    callback event named :data:`CONTEXT_EVENT`.
 
     Example:
         >>> reranker = CrossEncoderRerank(model="cross-encoder/ms-marco-MiniLM-L6-v2", top_n=3)
@@ -48,6 +69,17 @@ class CrossEncoderRerank(ScorerOptions, BaseDocumentCompressor):
     """More keyword arguments of get_scorer (e.g. max_wait_ms); each option given once."""
     scorer: Any = Field(default=None, exclude=True)
     """A ready scorer (get_scorer(...) or RemoteScorer(...)) instead of model."""
+    max_context_tokens: int | None = None
+    """Token budget of the kept documents; None: no budget."""
+    length_function: Callable[[str], int] | str | None = None
+    """Token counter: a callable, a tiktoken encoding or a Hugging Face tokenizer name/path.
+    None: the reranker's own tokenizer (a RemoteScorer has none: pass one)."""
+    deduplicate: bool = False
+    """Drop exact and near-duplicate documents before scoring."""
+    near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD
+    """Shingle containment that makes a near-duplicate; None: exact copies only."""
+    order: Order = "relevance"
+    """"relevance" (best first) or "long_context" (best first and last)."""
 
     @field_validator("top_n")
     @classmethod
@@ -69,6 +101,11 @@ class CrossEncoderRerank(ScorerOptions, BaseDocumentCompressor):
             self.model = self.scorer.model
         return self
 
+    @model_validator(mode="after")
+    def _check_context(self) -> CrossEncoderRerank:
+        self._context()  # fail now on bad options or an unknown tokenizer, not at first use
+        return self
+
     def compress_documents(
         self,
         documents: Sequence[Document],
@@ -78,13 +115,13 @@ class CrossEncoderRerank(ScorerOptions, BaseDocumentCompressor):
         """Score ``documents`` against ``query``; return the best, best first."""
         if not documents:
             return []
-        results = self._scorer.rank(
-            query,
-            [doc.page_content for doc in documents],
-            top_n=self.top_n,
-            score_threshold=self.score_threshold,
-        )
-        return self._copies(documents, results)
+        texts = [doc.page_content for doc in documents]
+        selection = self._context().rank(texts, functools.partial(self._scorer.rank, query))
+        if _in_run(callbacks) and self._reports:
+            dispatch_custom_event(
+                CONTEXT_EVENT, selection.report.as_dict(), config={"callbacks": callbacks}
+            )
+        return self._copies(documents, selection)
 
     async def acompress_documents(
         self,
@@ -95,26 +132,51 @@ class CrossEncoderRerank(ScorerOptions, BaseDocumentCompressor):
         """Async :meth:`compress_documents`; awaits the scorer without blocking the loop."""
         if not documents:
             return []
-        results = await self._scorer.arank(
-            query,
-            [doc.page_content for doc in documents],
-            top_n=self.top_n,
-            score_threshold=self.score_threshold,
-        )
-        return self._copies(documents, results)
+        texts = [doc.page_content for doc in documents]
+        selection = await self._context().arank(texts, functools.partial(self._scorer.arank, query))
+        if _in_run(callbacks) and self._reports:
+            await adispatch_custom_event(
+                CONTEXT_EVENT, selection.report.as_dict(), config={"callbacks": callbacks}
+            )
+        return self._copies(documents, selection)
 
     @property
     def _scorer(self) -> Scorer:
         scorer: Scorer = self.scorer
         return scorer
 
+    @property
+    def _reports(self) -> bool:
+        return self.deduplicate or self.max_context_tokens is not None
+
+    def _context(self) -> ContextOptions:
+        return ContextOptions.create(
+            top_n=self.top_n,
+            score_threshold=self.score_threshold,
+            max_context_tokens=self.max_context_tokens,
+            length_function=self.length_function,
+            default_length_function=getattr(self.scorer, "count_text_tokens", None),
+            deduplicate=self.deduplicate,
+            near_duplicate_threshold=self.near_duplicate_threshold,
+            order=self.order,
+        )
+
     @staticmethod
-    def _copies(documents: Sequence[Document], results: list[RankResult]) -> list[Document]:
+    def _copies(documents: Sequence[Document], selection: ContextSelection) -> list[Document]:
         copies = []
-        for result in results:
+        for result in selection.results:
             original = documents[result.index]
             metadata = {**original.metadata, "relevance_score": result.score}
             if result.span is not None:
                 metadata["relevance_span"] = result.span
+            if result.tokens is not None:
+                metadata["context_tokens"] = result.tokens
+            if result.duplicates:
+                metadata["duplicates_merged"] = len(result.duplicates)
             copies.append(original.model_copy(update={"metadata": metadata}))
         return copies
+
+
+def _in_run(callbacks: Callbacks | None) -> bool:
+    """Whether custom events can be sent: LangChain needs a parent run for them."""
+    return isinstance(callbacks, BaseCallbackManager) and callbacks.parent_run_id is not None

@@ -5,23 +5,52 @@ Use it as ``index.as_query_engine(node_postprocessors=[CrossEncoderRerank(...)])
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import llama_index.core.instrumentation as instrument
+from llama_index.core import Settings
 from llama_index.core.bridge.pydantic import ConfigDict, Field, field_validator, model_validator
 from llama_index.core.callbacks import CBEventType, EventPayload
+from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from rerank_plugins._adapter_support import ScorerOptions, resolve_scorer
+from rerank_plugins._context import (
+    DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+    ContextOptions,
+    ContextReport,
+    ContextSelection,
+    Order,
+)
 from rerank_plugins._results import RankResult, Scorer, check_selection
+from rerank_plugins._tokens import length_function
 
-__all__ = ["CrossEncoderRerank"]
+__all__ = ["CrossEncoderRerank", "RerankContextEvent"]
 
 dispatcher = instrument.get_dispatcher(__name__)
 
-_SCORE_KEYS = ("retrieval_score", "relevance_span")
+_SCORE_KEYS = ("retrieval_score", "relevance_span", "context_tokens", "duplicates_merged")
+_REPORT_KEY = "context_report"
+
+
+class RerankContextEvent(BaseEvent):
+    """Sent after ``ReRankEndEvent`` when duplicates or a token budget are in play.
+
+    ``report`` has the fields of the selection report: ``documents``, ``duplicates``,
+    ``near_duplicates``, ``below_threshold``, ``over_budget``, ``over_top_n``, ``kept``,
+    ``tokens`` and ``max_context_tokens``.
+    """
+
+    report: dict[str, int | None]
+
+    @classmethod
+    def class_name(cls) -> str:
+        """Name used by LlamaIndex serialisation."""
+        return "RerankContextEvent"
 
 
 class CrossEncoderRerank(ScorerOptions, BaseNodePostprocessor):
@@ -35,11 +64,22 @@ class CrossEncoderRerank(ScorerOptions, BaseNodePostprocessor):
     ``long_passages="window"``, ``metadata["relevance_span"]`` holds the character span
     of the best window within that scored text. Nodes without text of their own (an
     ``ImageNode``, an empty chunk) are not scored: they follow the ranked nodes, in their
-    input order, with ``score=None``, and count toward neither ``top_n`` nor the threshold.
+    input order, with ``score=None``, and count toward neither ``top_n``, the threshold nor
+    ``max_context_tokens``.
 
     The options of :func:`~rerank_plugins.get_scorer` are fields too (``device``, ``dtype``,
     ``backend``, ``max_length``, ``batch_size``, ``activation``, ``long_passages``...); the
     ones you set are passed to it with ``scorer_options``. Any other keyword raises.
+
+    For a context budget, ``max_context_tokens`` keeps the best nodes whose tokens fit it,
+    counted on the text the LLM reads (``MetadataMode.LLM``) with ``tokenizer`` (default:
+    ``Settings.tokenizer``); a node that does not fit is skipped and smaller ones still
+    fill the budget. ``deduplicate`` drops exact and near-duplicate nodes (compared on
+    their text without metadata) before scoring; ``order="long_context"`` puts the best
+    nodes first and last. Kept nodes carry ``metadata["context_tokens"]`` and
+    ``metadata["duplicates_merged"]`` (hidden from the LLM and embedder); the report goes
+    to a :class:`RerankContextEvent`, the ``RERANKING`` callback's end payload
+    (``"context_report"``) and the log.
 
     Example:
         >>> reranker = CrossEncoderRerank(model="cross-encoder/ms-marco-MiniLM-L6-v2", top_n=3)
@@ -58,6 +98,23 @@ class CrossEncoderRerank(ScorerOptions, BaseNodePostprocessor):
         default_factory=dict, description="More keyword arguments of get_scorer (e.g. max_wait_ms)."
     )
     scorer: Any = Field(default=None, exclude=True, description="A ready scorer instead of model.")
+    max_context_tokens: int | None = Field(
+        default=None, description="Token budget of the kept nodes; None: no budget."
+    )
+    tokenizer: Callable[[str], Sequence[Any]] | str | None = Field(
+        default=None,
+        exclude=True,
+        description="Tokenizer for the budget (text -> tokens), a tiktoken encoding or a "
+        "Hugging Face tokenizer name/path; None: Settings.tokenizer.",
+    )
+    deduplicate: bool = Field(default=False, description="Drop duplicate nodes before scoring.")
+    near_duplicate_threshold: float | None = Field(
+        default=DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+        description="Shingle containment that makes a near-duplicate; None: exact copies only.",
+    )
+    order: Order = Field(
+        default="relevance", description="'relevance' or 'long_context' (best first and last)."
+    )
 
     @field_validator("top_n")
     @classmethod
@@ -79,6 +136,11 @@ class CrossEncoderRerank(ScorerOptions, BaseNodePostprocessor):
             self.model = self.scorer.model
         return self
 
+    @model_validator(mode="after")
+    def _check_context(self) -> CrossEncoderRerank:
+        self._context()  # fail now on bad options or an unknown tokenizer, not at first use
+        return self
+
     @classmethod
     def class_name(cls) -> str:
         """Name used by LlamaIndex serialisation."""
@@ -89,19 +151,22 @@ class CrossEncoderRerank(ScorerOptions, BaseNodePostprocessor):
         nodes: list[NodeWithScore],
         query_bundle: QueryBundle | None = None,
     ) -> list[NodeWithScore]:
-        query, texts = self._inputs(nodes, query_bundle)
+        query, scored, textless = self._inputs(nodes, query_bundle)
         if not nodes:
             return []
         dispatcher.event(self._start_event(nodes, query_bundle))
         with self.callback_manager.event(
             CBEventType.RERANKING, payload=self._callback_payload(nodes, query)
         ) as event:
-            results = self._scorer.rank(
-                query, texts, top_n=self.top_n, score_threshold=self.score_threshold
+            selection = self._context().rank(
+                self._texts(scored),
+                functools.partial(self._scorer.rank, query),
+                **self._context_texts(scored),
             )
-            reranked = self._new_nodes(nodes, results)
-            event.on_end(payload={EventPayload.NODES: reranked})
+            reranked = self._new_nodes(scored, textless, selection)
+            event.on_end(payload=self._end_payload(reranked, selection.report))
         dispatcher.event(ReRankEndEvent(nodes=reranked))
+        self._report(selection.report)
         return reranked
 
     async def _apostprocess_nodes(
@@ -109,19 +174,22 @@ class CrossEncoderRerank(ScorerOptions, BaseNodePostprocessor):
         nodes: list[NodeWithScore],
         query_bundle: QueryBundle | None = None,
     ) -> list[NodeWithScore]:
-        query, texts = self._inputs(nodes, query_bundle)
+        query, scored, textless = self._inputs(nodes, query_bundle)
         if not nodes:
             return []
         dispatcher.event(self._start_event(nodes, query_bundle))
         with self.callback_manager.event(
             CBEventType.RERANKING, payload=self._callback_payload(nodes, query)
         ) as event:
-            results = await self._scorer.arank(
-                query, texts, top_n=self.top_n, score_threshold=self.score_threshold
+            selection = await self._context().arank(
+                self._texts(scored),
+                functools.partial(self._scorer.arank, query),
+                **self._context_texts(scored),
             )
-            reranked = self._new_nodes(nodes, results)
-            event.on_end(payload={EventPayload.NODES: reranked})
+            reranked = self._new_nodes(scored, textless, selection)
+            event.on_end(payload=self._end_payload(reranked, selection.report))
         dispatcher.event(ReRankEndEvent(nodes=reranked))
+        self._report(selection.report)
         return reranked
 
     @property
@@ -129,17 +197,63 @@ class CrossEncoderRerank(ScorerOptions, BaseNodePostprocessor):
         scorer: Scorer = self.scorer
         return scorer
 
+    @property
+    def _reports(self) -> bool:
+        return self.deduplicate or self.max_context_tokens is not None
+
+    def _context(self) -> ContextOptions:
+        counts = self.tokenizer is not None or self.max_context_tokens is not None
+        return ContextOptions.create(
+            top_n=self.top_n,
+            score_threshold=self.score_threshold,
+            max_context_tokens=self.max_context_tokens,
+            length_function=self._length_function() if counts else None,
+            deduplicate=self.deduplicate,
+            near_duplicate_threshold=self.near_duplicate_threshold,
+            order=self.order,
+        )
+
+    def _length_function(self) -> Callable[[str], int]:
+        """Token counter: ``tokenizer`` (a name or a callable), else ``Settings.tokenizer``."""
+        if self.tokenizer is None or callable(self.tokenizer):
+            tokenize = self.tokenizer or Settings.tokenizer
+            return lambda text: len(tokenize(text))
+        return length_function(self.tokenizer, name="tokenizer")
+
+    def _context_texts(self, nodes: list[NodeWithScore]) -> dict[str, list[str] | None]:
+        """Count what the LLM reads; compare the nodes' own text (metadata may differ)."""
+        counted = self.tokenizer is not None or self.max_context_tokens is not None
+        return {
+            "count_texts": [n.node.get_content(metadata_mode=MetadataMode.LLM) for n in nodes]
+            if counted
+            else None,
+            "compare_texts": [n.node.get_content(metadata_mode=MetadataMode.NONE) for n in nodes]
+            if self.deduplicate
+            else None,
+        }
+
+    def _end_payload(self, reranked: list[NodeWithScore], report: ContextReport) -> dict[str, Any]:
+        payload: dict[str, Any] = {EventPayload.NODES: reranked}
+        if self._reports:
+            payload[_REPORT_KEY] = report.as_dict()
+        return payload
+
+    def _report(self, report: ContextReport) -> None:
+        if self._reports:
+            dispatcher.event(RerankContextEvent(report=report.as_dict()))
+
     def _inputs(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None
-    ) -> tuple[str, list[str]]:
+    ) -> tuple[str, list[NodeWithScore], list[NodeWithScore]]:
+        """The query, the nodes to score and the nodes without text (never scored)."""
         if query_bundle is None:
             msg = "CrossEncoderRerank needs a query: pass query_bundle=... or query_str=..."
             raise ValueError(msg)
-        texts = [
-            node.node.get_content(metadata_mode=self.metadata_mode)
-            for node in _split_by_text(nodes)[0]
-        ]
-        return query_bundle.query_str, texts
+        scored, textless = _split_by_text(nodes)
+        return query_bundle.query_str, scored, textless
+
+    def _texts(self, nodes: list[NodeWithScore]) -> list[str]:
+        return [node.node.get_content(metadata_mode=self.metadata_mode) for node in nodes]
 
     def _start_event(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None
@@ -160,11 +274,12 @@ class CrossEncoderRerank(ScorerOptions, BaseNodePostprocessor):
         }
 
     @staticmethod
-    def _new_nodes(nodes: list[NodeWithScore], results: list[RankResult]) -> list[NodeWithScore]:
-        """Scored copies of the ranked text nodes, then unscored copies of textless nodes."""
-        scored, textless = _split_by_text(nodes)
-        reranked = [_copy(scored[r.index], r.score, r.span) for r in results]
-        return reranked + [_copy(original, None, None) for original in textless]
+    def _new_nodes(
+        scored: list[NodeWithScore], textless: list[NodeWithScore], selection: ContextSelection
+    ) -> list[NodeWithScore]:
+        """Copies of the selected text nodes, then unscored copies of the textless nodes."""
+        reranked = [_copy(scored[result.index], result) for result in selection.results]
+        return reranked + [_copy(original, None) for original in textless]
 
 
 def _split_by_text(nodes: list[NodeWithScore]) -> tuple[list[NodeWithScore], list[NodeWithScore]]:
@@ -181,12 +296,16 @@ def _split_by_text(nodes: list[NodeWithScore]) -> tuple[list[NodeWithScore], lis
     return scored, textless
 
 
-def _copy(
-    original: NodeWithScore, score: float | None, span: tuple[int, int] | None
-) -> NodeWithScore:
+def _copy(original: NodeWithScore, result: RankResult | None) -> NodeWithScore:
+    """A copy of ``original`` scored by ``result`` (None: unscored), with its bookkeeping."""
     metadata = {**original.node.metadata, "retrieval_score": original.score}
-    if span is not None:
-        metadata["relevance_span"] = span
+    if result is not None:
+        if result.span is not None:
+            metadata["relevance_span"] = result.span
+        if result.tokens is not None:
+            metadata["context_tokens"] = result.tokens
+        if result.duplicates:
+            metadata["duplicates_merged"] = len(result.duplicates)
     # Scores are bookkeeping: keep them out of the text LLMs and embedders see.
     bookkeeping = [key for key in _SCORE_KEYS if key in metadata]
     node = original.node.model_copy(
@@ -200,7 +319,7 @@ def _copy(
             ),
         }
     )
-    return NodeWithScore(node=node, score=score)
+    return NodeWithScore(node=node, score=None if result is None else result.score)
 
 
 def _merged(keys: list[str], extra: list[str]) -> list[str]:

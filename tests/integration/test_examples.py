@@ -176,7 +176,60 @@ def check_ja_llama_index_rag(tiny_bert: Path, tiny_xlmr: Path) -> None:
     assert "retrieval_score" not in prompt
 
 
+def check_context_budget(tiny_bert: Path, tiny_xlmr: Path) -> None:
+    from llama_index.core import Settings
+    from llama_index.core.schema import MetadataMode, TextNode
+
+    budget = 250
+    output = run_example("context_budget.py", tiny_bert, "--max-context-tokens", str(budget))
+    module = load_module("context_budget.py")
+    sources = [source for source, _ in module.CANDIDATES]
+    texts = [text for _, text in module.CANDIDATES]
+    line = re.compile(r"^\s+(\d+)\. score=(-?[\d.]+) tokens=(\d+) (\S+?)(?: \(\+(\d+) merged\))?: ")
+    scorer = get_scorer(str(tiny_bert))
+
+    def printed(title: str) -> list[tuple[str, float, int]]:
+        rows = [line.match(row) for row in section(output, title).splitlines()]
+        merged = {m[4]: m[5] for m in rows if m}
+        assert all(merged[s] == ("2" if s == "vector:cats-large" else None) for s in merged)
+        return [(m[4], float(m[2]), int(m[3])) for m in rows if m]
+
+    # LangChain: the scorer's own rank with the same options gives the same layout.
+    expected = scorer.rank(
+        module.DEFAULT_QUESTION,
+        texts,
+        max_context_tokens=budget,
+        deduplicate=True,
+        order="long_context",
+    )
+    got = printed("LangChain")
+    assert [(s, t) for s, _, t in got] == [(sources[r.index], r.tokens) for r in expected]
+    assert [score for _, score, _ in got] == pytest.approx([r.score for r in expected], abs=2e-4)
+    # "keyword:cats" and its spaced, upper-case copy merge into the larger vector chunk.
+    assert "'duplicates': 2, 'near_duplicates': 1" in section(output, "LangChain")
+
+    # LlamaIndex: scored on the EMBED text, counted on the LLM text with Settings.tokenizer,
+    # duplicates on the node text; then the budget, skipping what does not fit.
+    nodes = [TextNode(text=t, metadata={"source": s}) for s, t in module.CANDIDATES]
+    unique = [i for i in range(len(texts)) if sources[i] not in ("keyword:cats", "vector:cats")]
+    scores = scorer.score(
+        module.DEFAULT_QUESTION, [nodes[i].get_content(MetadataMode.EMBED) for i in unique]
+    )
+    kept, used = [], 0
+    for score, i in sorted(zip(scores, unique, strict=True), key=lambda pair: -pair[0]):
+        tokens = len(Settings.tokenizer(nodes[i].get_content(MetadataMode.LLM)))
+        if used + tokens <= budget:
+            kept.append((sources[i], score, tokens))
+            used += tokens
+    got = printed("LlamaIndex")
+    assert [(s, t) for s, _, t in got] == [(s, t) for s, _, t in kept]
+    assert [score for _, score, _ in got] == pytest.approx([sc for _, sc, _ in kept], abs=2e-4)
+    assert f"tokens used: {used} of {budget}" in output
+    assert len(kept) > 1
+
+
 CHECKS: dict[str, Callable[[Path, Path], None]] = {
+    "context_budget.py": check_context_budget,
     "langchain_retriever_chain.py": check_langchain_retriever_chain,
     "llama_index_query_engine.py": check_llama_index_query_engine,
     "ja_langchain_rag.py": check_ja_langchain_rag,

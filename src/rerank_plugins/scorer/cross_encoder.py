@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
 import os
 import threading
@@ -13,7 +14,8 @@ from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rerank_plugins._results import RankResult, check_inputs, check_selection, select_top
+from rerank_plugins._context import DEFAULT_NEAR_DUPLICATE_THRESHOLD, ContextOptions, Order
+from rerank_plugins._results import RankResult, check_inputs, select_top
 from rerank_plugins.scorer._batching import plan_batches
 from rerank_plugins.scorer._loading import (
     activation_function,
@@ -254,11 +256,31 @@ class CrossEncoderScorer:
         *,
         top_n: int | None = None,
         score_threshold: float | None = None,
+        max_context_tokens: int | None = None,
+        length_function: Callable[[str], int] | str | None = None,
+        deduplicate: bool = False,
+        near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+        order: Order = "relevance",
     ) -> list[RankResult]:
-        """Return passages best first, as :class:`RankResult`; see :func:`select_top`."""
-        check_selection(top_n, score_threshold)
-        scores, spans = self._scores_and_spans(query, passages)
-        return select_top(scores, passages, top_n, score_threshold, spans=spans)
+        """Return passages best first, as :class:`RankResult`; see :func:`select_top`.
+
+        ``deduplicate`` drops copies before scoring, ``max_context_tokens`` keeps the best
+        passages whose tokens (``length_function``, default :meth:`count_text_tokens`) fit
+        the budget, and ``order="long_context"`` puts the best first and last; see
+        :mod:`rerank_plugins._context` for the rules.
+        """
+        context = ContextOptions.create(
+            top_n=top_n,
+            score_threshold=score_threshold,
+            max_context_tokens=max_context_tokens,
+            length_function=length_function,
+            default_length_function=self.count_text_tokens,
+            deduplicate=deduplicate,
+            near_duplicate_threshold=near_duplicate_threshold,
+            order=order,
+        )
+        checked = check_inputs(query, passages)
+        return context.rank(checked, functools.partial(self._rank_all, query)).results
 
     async def arank(
         self,
@@ -267,11 +289,47 @@ class CrossEncoderScorer:
         *,
         top_n: int | None = None,
         score_threshold: float | None = None,
+        max_context_tokens: int | None = None,
+        length_function: Callable[[str], int] | str | None = None,
+        deduplicate: bool = False,
+        near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+        order: Order = "relevance",
     ) -> list[RankResult]:
         """Async :meth:`rank`."""
-        check_selection(top_n, score_threshold)
+        context = ContextOptions.create(
+            top_n=top_n,
+            score_threshold=score_threshold,
+            max_context_tokens=max_context_tokens,
+            length_function=length_function,
+            default_length_function=self.count_text_tokens,
+            deduplicate=deduplicate,
+            near_duplicate_threshold=near_duplicate_threshold,
+            order=order,
+        )
+        checked = check_inputs(query, passages)
+        selection = await context.arank(checked, functools.partial(self._arank_all, query))
+        return selection.results
+
+    def _rank_all(self, query: str, passages: list[str]) -> list[RankResult]:
+        scores, spans = self._scores_and_spans(query, passages)
+        return select_top(scores, passages, None, None, spans=spans)
+
+    async def _arank_all(self, query: str, passages: list[str]) -> list[RankResult]:
         scores, spans = await self._ascores_and_spans(query, passages)
-        return select_top(scores, passages, top_n, score_threshold, spans=spans)
+        return select_top(scores, passages, None, None, spans=spans)
+
+    def count_text_tokens(self, text: str) -> int:
+        """Tokens of ``text`` alone with this model's tokenizer (no special tokens, no cut).
+
+        The default token counter of ``rank(max_context_tokens=...)`` and of the LangChain
+        adapter: a subword count close to, but not the same as, an LLM's.
+        """
+        if not isinstance(text, str):
+            msg = f"text must be a str, got {type(text).__name__}."
+            raise TypeError(msg)
+        with self._counting_lock:
+            encoded = self._counting_tokenizer(text, add_special_tokens=False, verbose=False)
+        return len(encoded["input_ids"])
 
     @property
     def pending_requests(self) -> int:
