@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,28 @@ def test_cli_passes_dtype_to_the_scorer(dtype: str) -> None:
     add_model_options(parser)
     args = parser.parse_args(["--model", "m", "--dtype", dtype])
     assert model_options(args) == {"dtype": dtype}
+
+
+def test_server_serves_the_int8_scorer(tiny_bert: Path) -> None:
+    """``rerank-plugins serve --dtype int8`` hands dtype to get_scorer through create_app."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from rerank_plugins.server import create_app
+
+    clear_scorers()
+    try:
+        options = {"dtype": "int8", "device": "cpu"}
+        app = create_app(model=str(tiny_bert), scorer_options=options)
+        with TestClient(app) as client:
+            deadline = time.monotonic() + 120
+            while client.get("/health").status_code == 503 and time.monotonic() < deadline:
+                time.sleep(0.1)  # the model loads in the background
+            reply = client.post("/v1/rerank", json={"query": QUERY, "documents": PASSAGES})
+        assert reply.status_code == 200
+        served = {row["index"]: row["relevance_score"] for row in reply.json()["results"]}
+        expected = get_scorer(str(tiny_bert), **options).score(QUERY, PASSAGES)
+        assert get_scorer(str(tiny_bert), **options).dtype == "int8"
+        assert [served[i] for i in range(len(PASSAGES))] == pytest.approx(expected, abs=1e-6)
+    finally:
+        clear_scorers()
