@@ -401,6 +401,10 @@ def main(argv: list[str] | None = None) -> int:
     order = [m for m in modes if m in scorers] + [m for m in scorers if m not in modes]
     scores: dict[str, dict[str, list[float]]] = {m: {} for m in order}
     seconds: dict[str, dict[str, float]] = {m: {} for m in order}
+    command = "python benchmarks/agreement.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    facts["speed_questions"] = min(args.speed_questions, len(qids))
     started = time.perf_counter()
     for n, qid in enumerate(qids):
         passages = [data.passages[i] for i in data.candidates[qid]]
@@ -410,18 +414,19 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             took, result = c.timed(scorers[mode], data.questions[qid], passages)
             scores[mode][qid], seconds[mode][qid] = result, took
-        if n % 10 == 9:
+        if n % 5 == 4 or n == len(qids) - 1:
             took_s = time.perf_counter() - started
             print(f"{n + 1}/{len(qids)} questions, {took_s:.0f} s", flush=True)
-    facts["load_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    facts["questions"], facts["speed_questions"] = len(qids), min(args.speed_questions, len(qids))
-    rows = summarise([m for m in order if m not in PEERS or scores[m]], qids, data, scores, seconds)
-    command = "python benchmarks/agreement.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
-    markdown = render(facts, rows, command.strip())
-    data_out = {"machine": facts, "rows": rows, "load_seconds": load_seconds, "scores": scores}
-    md_path, json_path = c.write_results(args.output, markdown, data_out)
+            # Written as it goes, so a run stopped early still leaves its report.
+            facts["load_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
+            facts["questions"] = n + 1
+            done = qids[: n + 1]
+            rows = summarise([m for m in order if scores[m]], done, data, scores, seconds)
+            markdown = render(facts, rows, command.strip())
+            data_out = {"machine": facts, "rows": rows, "load_seconds": load_seconds}
+            md_path, json_path = c.write_results(
+                args.output, markdown, data_out | {"scores": scores}
+            )
     print("\n" + markdown)
     print(f"Wrote {md_path} and {json_path}")
     return 0
