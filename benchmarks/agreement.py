@@ -309,8 +309,8 @@ def summarise(
     return rows
 
 
-def _fmt(value: Any, pattern: str) -> str:
-    return "-" if value is None else format(value, pattern)
+def _fmt(value: Any, pattern: str, suffix: str = "") -> str:
+    return "-" if value is None else format(value, pattern) + suffix
 
 
 def render(facts: dict[str, Any], rows: list[dict[str, Any]], command: str) -> str:
@@ -345,8 +345,8 @@ def render(facts: dict[str, Any], rows: list[dict[str, Any]], command: str) -> s
         reference = row["mode"] == REFERENCE
         lines.append(
             f"| {row['mode']} | {row['questions']} | {_fmt(row['pairs_s'], '.1f')} "
-            f"| {_fmt(row['x sentence-transformers fp32'], '.2f')}x "
-            f"| {_fmt(row['x sentence-transformers bf16'], '.2f')}x "
+            f"| {_fmt(row['x sentence-transformers fp32'], '.2f', 'x')} "
+            f"| {_fmt(row['x sentence-transformers bf16'], '.2f', 'x')} "
             + (
                 "| ref | ref | ref | 1 | - "
                 if reference
