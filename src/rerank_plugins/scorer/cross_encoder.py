@@ -133,7 +133,11 @@ class CrossEncoderScorer:
             resolved_device = onnx_device(device, resolved_device)
         resolved_dtype = "float32" if quantize else resolve_dtype(dtype, resolved_device)
         explicit_dtype = (dtype or "auto").lower() != "auto"
-        if backend == "onnx" and explicit_dtype and resolved_dtype != "float32" and not quantize:
+        if (
+            backend == "onnx"
+            and explicit_dtype
+            and resolve_dtype(dtype, resolved_device) not in ("float32", "int8")
+        ):
             msg = (
                 f"backend='onnx' runs in float32 or int8, got dtype={dtype!r}. Use "
                 f"dtype='auto' or 'int8', or backend='torch' for {dtype!r}."

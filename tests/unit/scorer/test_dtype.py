@@ -94,11 +94,22 @@ def test_bfloat16_runs_on_torch_close_to_float32(tiny_bert: Path) -> None:
             "dtype='auto' or 'int8', or backend='torch' for 'bfloat16'.",
         ),
         (
+            {"dtype": "bfloat16", "backend": "onnx", "onnx_quantize": True},
+            "backend='onnx' runs in float32 or int8, got dtype='bfloat16'. Use "
+            "dtype='auto' or 'int8', or backend='torch' for 'bfloat16'.",
+        ),
+        (
             {"dtype": "int4"},
             "dtype must be 'auto', 'float32', 'float16', 'bfloat16' or 'int8', got 'int4'.",
         ),
     ],
-    ids=["int8-on-torch", "int8-on-gpu", "bf16-on-onnx", "unknown-dtype"],
+    ids=[
+        "int8-on-torch",
+        "int8-on-gpu",
+        "bf16-on-onnx",
+        "bf16-with-onnx-quantize",
+        "unknown-dtype",
+    ],
 )
 def test_unsupported_dtype_combinations_say_what_to_use(
     tiny_bert: Path, monkeypatch: pytest.MonkeyPatch, options: dict[str, Any], message: str
