@@ -321,7 +321,7 @@ def render(facts: dict[str, Any], rows: list[dict[str, Any]], command: str) -> s
         f"# Agreement and speed on {facts['model']}",
         "",
         f"{facts['date']}: {cpu.get('model_name')} ({cpu.get('family_model')}), "
-        f"{facts['cores']} cores, torch {facts['torch_threads']} threads; flags: {flags}; "
+        f"{facts['cores']} cores, {facts['torch_threads']} torch thread(s); flags: {flags}; "
         f"torch {facts['torch']}, onnxruntime {facts['onnxruntime']}, "
         f"sentence-transformers {facts['sentence_transformers']}. Load average "
         f"{facts['load_start']} at the start, {facts['load_end']} at the end. "
