@@ -371,11 +371,14 @@ def main(argv: list[str] | None = None) -> int:
         default=20,
         help="of those, how many the sentence-transformers peers also score (speed)",
     )
+    parser.add_argument(
+        "--skip", type=int, default=0, help="skip the first N held-out questions (extend a run)"
+    )
     parser.add_argument("--modes", help="comma-separated modes (default: all)")
     parser.add_argument("--output", default="agreement", help="results file stem")
     args = parser.parse_args(argv)
-    if args.questions < 1 or args.speed_questions < 0:
-        parser.error("--questions must be >= 1 and --speed-questions >= 0")
+    if args.questions < 1 or args.speed_questions < 0 or args.skip < 0:
+        parser.error("--questions must be >= 1, --speed-questions and --skip >= 0")
     found = next((path for path in MODEL_CANDIDATES if path.is_dir()), None)
     model = Path(args.model) if args.model else found
     if model is None or not (model / "config.json").is_file():
@@ -394,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     facts = c.machine() | {"cpu": cpu_facts(), "model": model.name}
     facts["load_start"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     data = load_data(corpus, split)
-    qids = data.test[: args.questions]
+    qids = data.test[args.skip : args.skip + args.questions]
     bm25_candidates(data, qids + data.train[:CALIBRATION_QUESTIONS])
     workdir = c.RESULTS / "quantized" / hashlib.sha1(str(model.resolve()).encode()).hexdigest()[:10]
     scorers, load_seconds = load_modes(modes, model, data, workdir)
