@@ -28,7 +28,9 @@ class ScorerOptions(BaseModel):
 
     revision: str | None = Field(default=None, description="Hub branch, tag or commit.")
     device: str = Field(default="auto", description="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
-    dtype: str = Field(default="auto", description="'auto', 'float32', 'float16' or 'bfloat16'.")
+    dtype: str = Field(
+        default="auto", description="'auto', 'float32', 'float16', 'bfloat16' or 'int8'."
+    )
     backend: str = Field(default="auto", description="'auto', 'torch' or 'onnx'.")
     max_length: int | None = Field(default=None, description="Tokens per (query, passage) pair.")
     batch_size: int | None = Field(default=None, description="Most pairs per forward pass.")

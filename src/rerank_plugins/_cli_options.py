@@ -37,7 +37,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="Never use the network; load from a path or the Hugging Face cache.",
     )
     group.add_argument("--device", help="auto (default: cuda > mps > cpu), cpu, cuda[:N] or mps.")
-    group.add_argument("--dtype", help="auto (default), float32, float16 or bfloat16.")
+    group.add_argument(
+        "--dtype",
+        help="auto (default), float32, float16, bfloat16 or int8 (ONNX Runtime, CPU); "
+        "bfloat16 and int8 can change rankings (see the performance guide).",
+    )
     group.add_argument(
         "--backend",
         choices=("auto", "torch", "onnx"),

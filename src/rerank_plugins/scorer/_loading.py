@@ -32,6 +32,7 @@ _DTYPES = {
     "half": "float16",
     "bfloat16": "bfloat16",
     "bf16": "bfloat16",
+    "int8": "int8",
 }
 # The torch.nn activations a cross-encoder can be saved with, by the name of the ``activation``
 # option. sentence-transformers saves the class path (``fullname``, e.g.
@@ -93,7 +94,10 @@ def resolve_device(device: str | None) -> str:
 
 
 def resolve_dtype(dtype: str | None, device: str) -> str:
-    """Turn ``"auto"`` into bf16/fp16 on GPUs and fp32 on CPU; normalise aliases."""
+    """Turn ``"auto"`` into bf16/fp16 on GPUs and fp32 on CPU; normalise aliases.
+
+    ``"int8"`` is returned as is: the scorer runs it on ONNX Runtime, never through torch.
+    """
     requested = (dtype or "auto").lower().removeprefix("torch.")
     if requested == "auto":
         if device.startswith("cuda"):
@@ -102,7 +106,7 @@ def resolve_dtype(dtype: str | None, device: str) -> str:
             return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
         return "float16" if device == "mps" else "float32"
     if requested not in _DTYPES:
-        msg = f"dtype must be 'auto', 'float32', 'float16' or 'bfloat16', got {dtype!r}."
+        msg = f"dtype must be 'auto', 'float32', 'float16', 'bfloat16' or 'int8', got {dtype!r}."
         raise ValueError(msg)
     return _DTYPES[requested]
 

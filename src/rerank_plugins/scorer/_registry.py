@@ -75,7 +75,11 @@ def _cache_key(model: str, options: dict[str, Any]) -> tuple[Any, ...]:
     normalised = dict(options)
     device = resolve_device(normalised.pop("device", "auto"))
     dtype = resolve_dtype(normalised.pop("dtype", "auto"), device)
-    if normalised.get("backend") == "auto":
+    if normalised.pop("onnx_quantize", False) is True:
+        dtype = "int8"  # backend="onnx", onnx_quantize=True is an alias of dtype="int8"
+    if normalised.get("backend") == "auto" or (
+        dtype == "int8" and normalised.get("backend") == "onnx"
+    ):
         del normalised["backend"]
     rest = tuple(sorted((name, repr(value)) for name, value in normalised.items()))
     return identity, device, dtype, rest

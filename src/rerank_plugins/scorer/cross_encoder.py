@@ -61,7 +61,9 @@ class CrossEncoderScorer:
         revision: Hub branch, tag or commit to load.
         device: ``"auto"`` (cuda > mps > cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
         dtype: ``"auto"`` (bf16/fp16 on GPU, fp32 on CPU), ``"float32"``, ``"float16"``,
-            ``"bfloat16"``.
+            ``"bfloat16"`` (torch; fast on GPUs and on CPUs with native bf16) or ``"int8"``
+            (ONNX Runtime dynamic int8, CPU only). Reduced precision moves scores and can
+            change rankings: see ``docs/guides/performance.md`` for the measured agreement.
         max_length: Tokens per (query, passage) pair; the passage is truncated to fit.
             Defaults to the model's limit.
         batch_size: Most pairs per forward pass.
@@ -90,9 +92,9 @@ class CrossEncoderScorer:
             exported on first use and cached under ``$RERANK_PLUGINS_CACHE_DIR`` (default
             ``~/.cache/rerank-plugins``); it runs in fp32 and gives the same scores as
             torch. ``"torch"``: transformers' model, on any device and dtype.
-        onnx_quantize: With ``backend="onnx"``, run a dynamic int8 quantization of the
-            model: faster on CPU, but scores move and rankings can change. Measure it on
-            your data before relying on it (``benchmarks/throughput.py`` reports agreement).
+        onnx_quantize: With ``backend="onnx"``, the same as ``dtype="int8"`` (kept as an
+            alias): faster on CPU, but scores move and rankings can change. Measure it on
+            your data before relying on it (``benchmarks/agreement.py`` reports agreement).
     """
 
     def __init__(
@@ -138,17 +140,25 @@ class CrossEncoderScorer:
         if onnx_quantize and backend != "onnx":
             msg = "onnx_quantize=True needs backend='onnx'; the torch backend does not quantize."
             raise ValueError(msg)
+        quantize = onnx_quantize or _wants_int8(dtype, backend)
         resolved_device = resolve_device(device)
-        if backend == "onnx":
+        if quantize:
+            resolved_device = _int8_device(device, resolved_device)
+            backend = "onnx"
+        elif backend == "onnx":
             from rerank_plugins.scorer._onnx import onnx_device
 
             resolved_device = onnx_device(device, resolved_device)
-        resolved_dtype = resolve_dtype(dtype, resolved_device)
+        resolved_dtype = "float32" if quantize else resolve_dtype(dtype, resolved_device)
         explicit_dtype = (dtype or "auto").lower() != "auto"
-        if backend == "onnx" and explicit_dtype and resolved_dtype != "float32":
+        if (
+            backend == "onnx"
+            and explicit_dtype
+            and resolve_dtype(dtype, resolved_device) not in ("float32", "int8")
+        ):
             msg = (
-                f"backend='onnx' runs in float32 (or int8 with onnx_quantize=True), got "
-                f"dtype={dtype!r}. Use dtype='auto', or backend='torch' for {dtype!r}."
+                f"backend='onnx' runs in float32 or int8, got dtype={dtype!r}. Use "
+                f"dtype='auto' or 'int8', or backend='torch' for {dtype!r}."
             )
             raise ValueError(msg)
         on_gpu = resolved_device.startswith("cuda")
@@ -176,7 +186,7 @@ class CrossEncoderScorer:
                 files,
                 revision=revision,
                 device=resolved_device,
-                quantize=onnx_quantize,
+                quantize=quantize,
                 max_length=max_length,
                 activation=activation,
                 local_files_only=local_files_only,
@@ -615,6 +625,30 @@ def _positive_int(name: str, value: int | None, default: int) -> int:
 
 def _optional_positive_int(name: str, value: int | None) -> int | None:
     return None if value is None else _positive_int(name, value, 0)
+
+
+def _wants_int8(dtype: str | None, backend: str) -> bool:
+    """Tell whether ``dtype`` asks for int8, which only the ONNX backend runs."""
+    if not isinstance(dtype, str) or dtype.lower() != "int8":
+        return False
+    if backend == "torch":
+        msg = (
+            "dtype='int8' runs on ONNX Runtime (dynamic int8), but backend='torch' was "
+            "requested. Use backend='auto' or 'onnx' for int8, or dtype='bfloat16' on torch."
+        )
+        raise ValueError(msg)
+    return True
+
+
+def _int8_device(requested: str | None, resolved: str) -> str:
+    """int8 runs on the CPU: ``"auto"`` picks it even on a GPU machine; a GPU is refused."""
+    if resolved != "cpu" and (requested or "auto").lower() != "auto":
+        msg = (
+            f"dtype='int8' runs on the CPU only (ONNX Runtime dynamic int8), got "
+            f"device={requested!r}. Use device='cpu', or dtype='auto' (bf16/fp16) on a GPU."
+        )
+        raise ValueError(msg)
+    return "cpu"
 
 
 @dataclass(frozen=True, slots=True)

@@ -168,7 +168,11 @@ def test_query_longer_than_max_length_is_truncated_not_crashed(tiny_bert: Path) 
         ("batch_size", 0, "batch_size must be a positive int, got 0."),
         ("max_batch_tokens", -5, "max_batch_tokens must be a positive int, got -5."),
         ("device", "tpu", "device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got 'tpu'."),
-        ("dtype", "int8", "dtype must be 'auto', 'float32', 'float16' or 'bfloat16', got 'int8'."),
+        (
+            "dtype",
+            "int4",
+            "dtype must be 'auto', 'float32', 'float16', 'bfloat16' or 'int8', got 'int4'.",
+        ),
         (
             "activation",
             "softmax",  # not elementwise: sentence-transformers can save it, we do not run it
