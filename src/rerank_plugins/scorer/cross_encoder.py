@@ -229,6 +229,7 @@ class CrossEncoderScorer:
         # because a fast tokenizer used from two threads at once fails with "Already borrowed".
         self._counting_tokenizer = copy.deepcopy(loaded.tokenizer)
         self._counting_lock = threading.Lock()
+        _scorers.add(self)
         self._batcher = MicroBatcher(
             _weak_runner(weakref.ref(self)),
             max_wait=max_wait_ms / 1000,
@@ -599,6 +600,23 @@ class CrossEncoderScorer:
         if self._network.device.type == "cuda":
             return tensor.pin_memory().to(self._network.device, non_blocking=True)
         return tensor.to(self._network.device)
+
+
+_scorers: weakref.WeakSet[CrossEncoderScorer] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """Give every scorer a fresh token-counting lock in a forked child.
+
+    A lock held by another thread at ``fork()`` would stay held in the child, where that
+    thread does not exist, and ``count_tokens`` would wait forever.
+    """
+    for scorer in list(_scorers):
+        scorer._counting_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _weak_runner(ref: weakref.ref[CrossEncoderScorer]) -> Callable[[list[Job]], None]:

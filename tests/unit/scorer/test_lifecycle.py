@@ -222,6 +222,29 @@ def test_a_forked_child_scores_like_its_parent(tiny_bert: Path, backend: str) ->
     assert scorer.score("cats", PASSAGES) == pytest.approx(parent, abs=1e-6)
 
 
+def _count_in_child(scorer: CrossEncoderScorer, results: Any) -> None:
+    results.put(scorer.count_tokens("cats", PASSAGES))
+
+
+@FORK_OK
+def test_token_counting_in_a_forked_child_while_another_thread_counts(tiny_bert: Path) -> None:
+    """Guards against a hang after fork(): a token-counting lock held by another thread at
+    the fork stayed held in the child, where that thread does not exist."""
+    scorer = CrossEncoderScorer(str(tiny_bert), device="cpu", backend="torch")
+    expected = scorer.count_tokens("cats", PASSAGES)
+    with scorer._counting_lock:  # as if another thread were counting at the fork
+        context = multiprocessing.get_context("fork")
+        results = context.Queue()
+        child = context.Process(target=_count_in_child, args=(scorer, results))
+        child.start()
+        try:
+            assert results.get(timeout=60) == expected
+        finally:
+            child.join(10)
+            if child.is_alive():
+                child.kill()
+
+
 @FORK_OK
 def test_a_forked_child_of_a_cuda_scorer_names_the_fix(tiny_bert: Path) -> None:
     """Guards against a hang (or a raw CUDA error) when a scorer loaded on CUDA is used in a
