@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rerank_plugins._results import Scorer
+from rerank_plugins._results import RankResult, Scorer
 
 # CrossEncoderScorer options that are fields of neither adapter: queue and batching knobs of
 # a shared scorer, not of one reranker. They are still accepted in ``scorer_options``.
@@ -118,3 +118,15 @@ def resolve_scorer(model: str | None, scorer: Any, options: dict[str, Any]) -> S
     from rerank_plugins.scorer import get_scorer
 
     return get_scorer(model, **options)
+
+
+def result_metadata(result: RankResult) -> dict[str, Any]:
+    """The bookkeeping both adapters add to a kept document's metadata, besides its score."""
+    metadata: dict[str, Any] = {}
+    if result.span is not None:
+        metadata["relevance_span"] = result.span
+    if result.tokens is not None:
+        metadata["context_tokens"] = result.tokens
+    if result.duplicates:
+        metadata["duplicates_merged"] = len(result.duplicates)
+    return metadata

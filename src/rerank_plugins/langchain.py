@@ -14,7 +14,7 @@ from langchain_core.callbacks.manager import adispatch_custom_event, dispatch_cu
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from rerank_plugins._adapter_support import ScorerOptions, resolve_scorer
+from rerank_plugins._adapter_support import ScorerOptions, resolve_scorer, result_metadata
 from rerank_plugins._context import (
     DEFAULT_NEAR_DUPLICATE_THRESHOLD,
     ContextOptions,
@@ -166,13 +166,11 @@ class CrossEncoderRerank(ScorerOptions, BaseDocumentCompressor):
         copies = []
         for result in selection.results:
             original = documents[result.index]
-            metadata = {**original.metadata, "relevance_score": result.score}
-            if result.span is not None:
-                metadata["relevance_span"] = result.span
-            if result.tokens is not None:
-                metadata["context_tokens"] = result.tokens
-            if result.duplicates:
-                metadata["duplicates_merged"] = len(result.duplicates)
+            metadata = {
+                **original.metadata,
+                "relevance_score": result.score,
+                **result_metadata(result),
+            }
             copies.append(original.model_copy(update={"metadata": metadata}))
         return copies
 

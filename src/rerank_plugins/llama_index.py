@@ -18,7 +18,7 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from rerank_plugins._adapter_support import ScorerOptions, resolve_scorer
+from rerank_plugins._adapter_support import ScorerOptions, resolve_scorer, result_metadata
 from rerank_plugins._context import (
     DEFAULT_NEAR_DUPLICATE_THRESHOLD,
     ContextOptions,
@@ -300,12 +300,7 @@ def _copy(original: NodeWithScore, result: RankResult | None) -> NodeWithScore:
     """A copy of ``original`` scored by ``result`` (None: unscored), with its bookkeeping."""
     metadata = {**original.node.metadata, "retrieval_score": original.score}
     if result is not None:
-        if result.span is not None:
-            metadata["relevance_span"] = result.span
-        if result.tokens is not None:
-            metadata["context_tokens"] = result.tokens
-        if result.duplicates:
-            metadata["duplicates_merged"] = len(result.duplicates)
+        metadata |= result_metadata(result)
     # Scores are bookkeeping: keep them out of the text LLMs and embedders see.
     bookkeeping = [key for key in _SCORE_KEYS if key in metadata]
     node = original.node.model_copy(
