@@ -271,19 +271,11 @@ class RemoteScorer:
 
     def score(self, query: str, passages: Sequence[str]) -> list[float]:
         """Return one relevance score per passage, in input order."""
-        checked = check_inputs(query, passages)
-        scores: list[float] = [math.nan] * len(checked)
-        if checked:
-            self._score_range(query, checked, 0, len(checked), scores)
-        return scores
+        return self._scores(query, check_inputs(query, passages))
 
     async def ascore(self, query: str, passages: Sequence[str]) -> list[float]:
         """Async :meth:`score`; split requests are sent up to 4 at a time."""
-        checked = check_inputs(query, passages)
-        scores: list[float] = [math.nan] * len(checked)
-        if checked:
-            await self._ascore_range(query, checked, 0, len(checked), scores)
-        return scores
+        return await self._ascores(query, check_inputs(query, passages))
 
     def rank(
         self,
@@ -344,10 +336,24 @@ class RemoteScorer:
         return selection.results
 
     def _rank_all(self, query: str, passages: list[str]) -> list[RankResult]:
-        return select_top(self.score(query, passages), passages, None, None)
+        return select_top(self._scores(query, passages), passages, None, None)
 
     async def _arank_all(self, query: str, passages: list[str]) -> list[RankResult]:
-        return select_top(await self.ascore(query, passages), passages, None, None)
+        return select_top(await self._ascores(query, passages), passages, None, None)
+
+    def _scores(self, query: str, checked: list[str]) -> list[float]:
+        """Scores of passages that already passed ``check_inputs``."""
+        scores: list[float] = [math.nan] * len(checked)
+        if checked:
+            self._score_range(query, checked, 0, len(checked), scores)
+        return scores
+
+    async def _ascores(self, query: str, checked: list[str]) -> list[float]:
+        """Async :meth:`_scores`."""
+        scores: list[float] = [math.nan] * len(checked)
+        if checked:
+            await self._ascore_range(query, checked, 0, len(checked), scores)
+        return scores
 
     def close(self) -> None:
         """Close the sync HTTP client this scorer created; later calls raise ``RuntimeError``.

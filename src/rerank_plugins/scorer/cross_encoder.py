@@ -254,11 +254,11 @@ class CrossEncoderScorer:
 
     def score(self, query: str, passages: Sequence[str]) -> list[float]:
         """Return one relevance score per passage, in input order."""
-        return self._scores_and_spans(query, passages)[0]
+        return self._scores_and_spans(query, check_inputs(query, passages))[0]
 
     async def ascore(self, query: str, passages: Sequence[str]) -> list[float]:
         """Async :meth:`score`: awaits the worker without blocking the event loop."""
-        return (await self._ascores_and_spans(query, passages))[0]
+        return (await self._ascores_and_spans(query, check_inputs(query, passages)))[0]
 
     def rank(
         self,
@@ -362,15 +362,15 @@ class CrossEncoderScorer:
         """Whether :meth:`close` was called; a closed scorer refuses new calls."""
         return self._batcher.closed
 
-    def _scores_and_spans(self, query: str, passages: Sequence[str]) -> ScoredSpans:
-        checked = check_inputs(query, passages)
+    def _scores_and_spans(self, query: str, checked: list[str]) -> ScoredSpans:
+        """Scores and spans of passages that already passed ``check_inputs``."""
         if not checked:
             return [], []
         result: ScoredSpans = self._batcher.submit(query, checked).result()
         return result
 
-    async def _ascores_and_spans(self, query: str, passages: Sequence[str]) -> ScoredSpans:
-        checked = check_inputs(query, passages)
+    async def _ascores_and_spans(self, query: str, checked: list[str]) -> ScoredSpans:
+        """Async :meth:`_scores_and_spans`."""
         if not checked:
             return [], []
         # Cancelling the awaiting task cancels the job: dropped if queued, else it stops
