@@ -74,6 +74,7 @@ class MicroBatcher:
         queue_seconds: The automatic pair bound in seconds of work.
         device: Where the model runs; a CUDA model cannot be used in a forked child.
         name: The worker thread's name.
+        after_fork: Called in a forked child, for the owner's own per-process state.
     """
 
     def __init__(
@@ -88,6 +89,7 @@ class MicroBatcher:
         queue_seconds: float,
         device: str,
         name: str,
+        after_fork: Callable[[], None] | None = None,
     ) -> None:
         self._run_jobs = run_jobs
         self._max_wait = max_wait
@@ -98,6 +100,7 @@ class MicroBatcher:
         self._queue_seconds = queue_seconds
         self._device = device
         self._name = name
+        self._after_fork = after_fork
         self._closed = False
         self._fork_error: str | None = None
         self._rate: float | None = None
@@ -251,6 +254,8 @@ class MicroBatcher:
     def _after_fork_in_child(self) -> None:
         """The parent's worker thread and queued jobs do not exist here: start afresh."""
         self._reset()
+        if self._after_fork is not None:
+            self._after_fork()
         if self._device.startswith("cuda"):
             self._fork_error = (
                 f"This scorer was loaded on {self._device!r} before the process was forked, "

@@ -229,7 +229,6 @@ class CrossEncoderScorer:
         # because a fast tokenizer used from two threads at once fails with "Already borrowed".
         self._counting_tokenizer = copy.deepcopy(loaded.tokenizer)
         self._counting_lock = threading.Lock()
-        _scorers.add(self)
         self._batcher = MicroBatcher(
             _weak_runner(weakref.ref(self)),
             max_wait=max_wait_ms / 1000,
@@ -240,6 +239,7 @@ class CrossEncoderScorer:
             queue_seconds=_QUEUE_SECONDS,
             device=self.device,
             name=f"rerank-plugins-scorer[{model}]",
+            after_fork=_weak_lock_reset(weakref.ref(self)),
         )
         # Dropped without close(): end the worker thread (it holds no reference to self).
         weakref.finalize(self, self._batcher.stop)
@@ -602,21 +602,19 @@ class CrossEncoderScorer:
         return tensor.to(self._network.device)
 
 
-_scorers: weakref.WeakSet[CrossEncoderScorer] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    """Give every scorer a fresh token-counting lock in a forked child.
+def _weak_lock_reset(ref: weakref.ref[CrossEncoderScorer]) -> Callable[[], None]:
+    """Give the scorer a fresh token-counting lock in a forked child.
 
     A lock held by another thread at ``fork()`` would stay held in the child, where that
     thread does not exist, and ``count_tokens`` would wait forever.
     """
-    for scorer in list(_scorers):
-        scorer._counting_lock = threading.Lock()
 
+    def reset() -> None:
+        scorer = ref()
+        if scorer is not None:
+            scorer._counting_lock = threading.Lock()
 
-if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    return reset
 
 
 def _weak_runner(ref: weakref.ref[CrossEncoderScorer]) -> Callable[[list[Job]], None]:
