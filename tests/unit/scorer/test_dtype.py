@@ -131,6 +131,21 @@ def test_int8_with_device_auto_runs_on_the_cpu_of_a_gpu_machine(
     assert CrossEncoderScorer(str(tiny_bert), dtype="int8").device == "cpu"
 
 
+def test_int8_with_device_auto_or_cpu_is_one_shared_scorer_on_a_gpu_machine(
+    tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Guards against loading the int8 model twice on a GPU machine: the registry keyed
+    device='auto' as 'cuda' although int8 runs on the CPU, unlike device='cpu'."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    try:
+        auto = get_scorer(str(tiny_bert), dtype="int8")
+        assert get_scorer(str(tiny_bert), dtype="int8", device="cpu") is auto
+    finally:
+        clear_scorers()
+
+
 @pytest.mark.parametrize("dtype", ["int8", "bfloat16"])
 def test_cli_passes_dtype_to_the_scorer(dtype: str) -> None:
     parser = argparse.ArgumentParser()
