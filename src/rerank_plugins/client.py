@@ -61,6 +61,7 @@ from rerank_plugins._optional import require
 from rerank_plugins._results import RankResult, check_inputs, select_top
 from rerank_plugins._version import __version__
 from rerank_plugins.errors import RemoteRerankError
+from rerank_plugins.server._defaults import REQUEST_TIMEOUT_HEADER
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -84,8 +85,6 @@ _MAX_RETRY_AFTER_S = 60.0
 _RETRY_STATUSES = frozenset({429, 502, 503})
 # A gateway's timeout: the server may still be busy with the request, as after a ReadTimeout.
 _GATEWAY_TIMEOUT = 504
-# The header our server reads to drop work whose client has given up (server/_defaults.py).
-_REQUEST_TIMEOUT_HEADER = "X-Request-Timeout"
 _MAX_PARALLEL_REQUESTS = 4
 _MAX_MESSAGE_CHARS = 500
 # Limits that servers name in their "too many documents" errors: ours (413), TEI's
@@ -245,8 +244,8 @@ class RemoteScorer:
         self._model_param = model
         self._extra_body = dict(extra_body or {})
         self._headers = {"User-Agent": f"rerank-plugins/{__version__}", **dict(headers or {})}
-        if _REQUEST_TIMEOUT_HEADER.lower() not in {name.lower() for name in self._headers}:
-            self._headers[_REQUEST_TIMEOUT_HEADER] = f"{self.timeout:g}"
+        if REQUEST_TIMEOUT_HEADER.lower() not in {name.lower() for name in self._headers}:
+            self._headers[REQUEST_TIMEOUT_HEADER] = f"{self.timeout:g}"
         if api_key is not None:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._api_key_set = api_key is not None
