@@ -56,11 +56,11 @@ def _seconds(value: str) -> float:
 
 
 def _seconds_or_off(value: str) -> float | None:
-    if value.strip() == "0":
-        return None
     try:
+        if float(value) == 0:  # "0", "0.0", "-0": no bound
+            return None
         return _seconds(value)
-    except argparse.ArgumentTypeError:
+    except (ValueError, argparse.ArgumentTypeError):
         msg = f"must be a positive number of seconds, or 0 for no bound, got {value!r}"
         raise argparse.ArgumentTypeError(msg) from None
 

@@ -88,8 +88,10 @@ def test_serve_all_options():
     assert args.log_level == "debug"
 
 
-def test_serve_max_queue_seconds_0_turns_the_bound_off():
-    args = _parser().parse_args(["serve", "--model", "m", "--max-queue-seconds", "0"])
+@pytest.mark.parametrize("zero", ["0", "0.0"])
+def test_serve_max_queue_seconds_0_turns_the_bound_off(zero):
+    """Guards against '0.0' being refused although the help says 0 turns the bound off."""
+    args = _parser().parse_args(["serve", "--model", "m", "--max-queue-seconds", zero])
 
     assert args.max_queue_seconds is None
 
