@@ -815,13 +815,18 @@ async def _cohere_rerank(
     return JSONResponse(content)
 
 
-async def _tei_rerank(request: Request, scorer: RerankScorer, body: TEIRerankRequest) -> Response:
-    if body.raw_scores:
+def _refuse_raw_scores(raw_scores: bool, service: str) -> None:
+    """TEI and Infinity can return logits; this server returns activated scores only."""
+    if raw_scores:
         raise APIError(
             422,
             "raw_scores=true is not supported: this server returns the model's scores after "
-            "its activation (TEI's raw_scores=false). Send raw_scores=false or omit it.",
+            f"its activation ({service}'s raw_scores=false). Send raw_scores=false or omit it.",
         )
+
+
+async def _tei_rerank(request: Request, scorer: RerankScorer, body: TEIRerankRequest) -> Response:
+    _refuse_raw_scores(body.raw_scores, "TEI")
     if body.truncation_direction.lower() != "right":
         raise APIError(
             422,
@@ -843,12 +848,7 @@ async def _tei_rerank(request: Request, scorer: RerankScorer, body: TEIRerankReq
 async def _infinity_rerank(
     request: Request, scorer: RerankScorer, body: InfinityRerankRequest
 ) -> Response:
-    if body.raw_scores:
-        raise APIError(
-            422,
-            "raw_scores=true is not supported: this server returns the model's scores after "
-            "its activation (Infinity's raw_scores=false). Send raw_scores=false or omit it.",
-        )
+    _refuse_raw_scores(body.raw_scores, "Infinity")
     results, tokens = await _rank(request, scorer, body.query, body.documents, body.top_n)
     items: list[dict[str, Any]] = []
     for result in results:
