@@ -1,13 +1,15 @@
-"""What both framework adapters share: choosing a scorer and checking their settings."""
+"""What both framework adapters share: choosing a scorer, their option fields and checks."""
 
 from __future__ import annotations
 
 import difflib
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from rerank_plugins._results import RankResult, Scorer
+from rerank_plugins._context import DEFAULT_NEAR_DUPLICATE_THRESHOLD, ContextOptions, Order
+from rerank_plugins._results import RankResult, Scorer, check_selection
+from rerank_plugins._tokens import LengthFunction
 
 # CrossEncoderScorer options that are fields of neither adapter: queue and batching knobs of
 # a shared scorer, not of one reranker. They are still accepted in ``scorer_options``.
@@ -87,6 +89,70 @@ class ScorerOptions(BaseModel):
 
 
 _OPTION_NAMES = frozenset(ScorerOptions.model_fields)
+
+
+class ContextFields(BaseModel):
+    """The selection and context options of ``rank`` as adapter fields (mixed into both).
+
+    Each adapter adds its own token counter field (LangChain's ``length_function``,
+    LlamaIndex's ``tokenizer``) and passes it to :meth:`_context_options`, which checks
+    everything with :meth:`ContextOptions.create <rerank_plugins._context.ContextOptions.create>`.
+    """
+
+    top_n: int | None = Field(default=3, description="How many to keep; None keeps all, reordered.")
+    score_threshold: float | None = Field(
+        default=None, description="Drop those scoring below this (before top_n)."
+    )
+    max_context_tokens: int | None = Field(
+        default=None, description="Token budget of the kept documents; None: no budget."
+    )
+    deduplicate: bool = Field(
+        default=False, description="Drop exact and near-duplicate documents before scoring."
+    )
+    near_duplicate_threshold: float | None = Field(
+        default=DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+        description="Shingle containment that makes a near-duplicate; None: exact copies only.",
+    )
+    order: Order = Field(
+        default="relevance", description="'relevance' or 'long_context' (best first and last)."
+    )
+
+    @field_validator("top_n", "score_threshold")
+    @classmethod
+    def _check_selection(cls, value: float | None, info: ValidationInfo) -> float | None:
+        """Check these two as fields: they then fail before the adapter loads its model.
+
+        :meth:`_context_options` checks them again, with the other context options, once
+        the scorer (whose tokenizer may be the default counter) is known.
+        """
+        if info.field_name == "top_n":
+            check_selection(value, None)
+        else:
+            check_selection(None, value)
+        return value
+
+    @property
+    def _reports(self) -> bool:
+        """Whether a call has a context report to send (duplicates or a budget in play)."""
+        return self.deduplicate or self.max_context_tokens is not None
+
+    def _context_options(
+        self,
+        *,
+        length_function: LengthFunction | str | None,
+        default_length_function: LengthFunction | None = None,
+    ) -> ContextOptions:
+        """The checked options, with the adapter's token counter and its default."""
+        return ContextOptions.create(
+            top_n=self.top_n,
+            score_threshold=self.score_threshold,
+            max_context_tokens=self.max_context_tokens,
+            length_function=length_function,
+            default_length_function=default_length_function,
+            deduplicate=self.deduplicate,
+            near_duplicate_threshold=self.near_duplicate_threshold,
+            order=self.order,
+        )
 
 
 def resolve_scorer(model: str | None, scorer: Any, options: dict[str, Any]) -> Scorer:

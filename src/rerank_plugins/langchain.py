@@ -12,16 +12,16 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackManager, Callbacks
 from langchain_core.callbacks.manager import adispatch_custom_event, dispatch_custom_event
 from langchain_core.documents import BaseDocumentCompressor, Document
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from rerank_plugins._adapter_support import ScorerOptions, resolve_scorer, result_metadata
-from rerank_plugins._context import (
-    DEFAULT_NEAR_DUPLICATE_THRESHOLD,
-    ContextOptions,
-    ContextSelection,
-    Order,
+from rerank_plugins._adapter_support import (
+    ContextFields,
+    ScorerOptions,
+    resolve_scorer,
+    result_metadata,
 )
-from rerank_plugins._results import Scorer, check_selection
+from rerank_plugins._context import ContextOptions, ContextSelection
+from rerank_plugins._results import Scorer
 
 __all__ = ["CONTEXT_EVENT", "CrossEncoderRerank"]
 
@@ -30,7 +30,7 @@ CONTEXT_EVENT = "rerank_plugins.context"
 """Name of the custom callback event that carries the context report (a dict)."""
 
 
-class CrossEncoderRerank(ScorerOptions, BaseDocumentCompressor):
+class CrossEncoderRerank(ScorerOptions, ContextFields, BaseDocumentCompressor):
     """Rerank documents with a cross-encoder and keep the best ``top_n``.
 
     Returns copies of the documents, best first, with ``metadata["relevance_score"]``
@@ -61,37 +61,13 @@ class CrossEncoderRerank(ScorerOptions, BaseDocumentCompressor):
 
     model: str | None = None
     """Hub id or local path of the cross-encoder; loaded once per process with get_scorer."""
-    top_n: int | None = 3
-    """How many documents to keep; None keeps them all, reordered."""
-    score_threshold: float | None = None
-    """Drop documents scoring below this (before top_n)."""
     scorer_options: dict[str, Any] = Field(default_factory=dict)
     """More keyword arguments of get_scorer (e.g. max_wait_ms); each option given once."""
     scorer: Any = Field(default=None, exclude=True)
     """A ready scorer (get_scorer(...) or RemoteScorer(...)) instead of model."""
-    max_context_tokens: int | None = None
-    """Token budget of the kept documents; None: no budget."""
     length_function: Callable[[str], int] | str | None = None
     """Token counter: a callable, a tiktoken encoding or a Hugging Face tokenizer name/path.
     None: the reranker's own tokenizer (a RemoteScorer has none: pass one)."""
-    deduplicate: bool = False
-    """Drop exact and near-duplicate documents before scoring."""
-    near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD
-    """Shingle containment that makes a near-duplicate; None: exact copies only."""
-    order: Order = "relevance"
-    """"relevance" (best first) or "long_context" (best first and last)."""
-
-    @field_validator("top_n")
-    @classmethod
-    def _check_top_n(cls, value: int | None) -> int | None:
-        check_selection(value, None)
-        return value
-
-    @field_validator("score_threshold")
-    @classmethod
-    def _check_score_threshold(cls, value: float | None) -> float | None:
-        check_selection(None, value)
-        return value
 
     @model_validator(mode="after")
     def _load_scorer(self) -> CrossEncoderRerank:
@@ -145,20 +121,10 @@ class CrossEncoderRerank(ScorerOptions, BaseDocumentCompressor):
         scorer: Scorer = self.scorer
         return scorer
 
-    @property
-    def _reports(self) -> bool:
-        return self.deduplicate or self.max_context_tokens is not None
-
     def _context(self) -> ContextOptions:
-        return ContextOptions.create(
-            top_n=self.top_n,
-            score_threshold=self.score_threshold,
-            max_context_tokens=self.max_context_tokens,
+        return self._context_options(
             length_function=self.length_function,
             default_length_function=getattr(self.scorer, "count_text_tokens", None),
-            deduplicate=self.deduplicate,
-            near_duplicate_threshold=self.near_duplicate_threshold,
-            order=self.order,
         )
 
     @staticmethod

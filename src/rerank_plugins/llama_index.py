@@ -11,22 +11,21 @@ from typing import Any
 
 import llama_index.core.instrumentation as instrument
 from llama_index.core import Settings
-from llama_index.core.bridge.pydantic import ConfigDict, Field, field_validator, model_validator
+from llama_index.core.bridge.pydantic import ConfigDict, Field, model_validator
 from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from rerank_plugins._adapter_support import ScorerOptions, resolve_scorer, result_metadata
-from rerank_plugins._context import (
-    DEFAULT_NEAR_DUPLICATE_THRESHOLD,
-    ContextOptions,
-    ContextReport,
-    ContextSelection,
-    Order,
+from rerank_plugins._adapter_support import (
+    ContextFields,
+    ScorerOptions,
+    resolve_scorer,
+    result_metadata,
 )
-from rerank_plugins._results import RankResult, Scorer, check_selection
+from rerank_plugins._context import ContextOptions, ContextReport, ContextSelection
+from rerank_plugins._results import RankResult, Scorer
 from rerank_plugins._tokens import length_function
 
 __all__ = ["CrossEncoderRerank", "RerankContextEvent"]
@@ -53,7 +52,7 @@ class RerankContextEvent(BaseEvent):
         return "RerankContextEvent"
 
 
-class CrossEncoderRerank(ScorerOptions, BaseNodePostprocessor):
+class CrossEncoderRerank(ScorerOptions, ContextFields, BaseNodePostprocessor):
     """Rerank retrieved nodes with a cross-encoder and keep the best ``top_n``.
 
     Returns new ``NodeWithScore`` objects, best first, whose ``score`` is the reranker's
@@ -89,8 +88,6 @@ class CrossEncoderRerank(ScorerOptions, BaseNodePostprocessor):
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
 
     model: str | None = Field(default=None, description="Hub id or local path of the model.")
-    top_n: int | None = Field(default=3, description="Nodes to keep; None keeps all, reordered.")
-    score_threshold: float | None = Field(default=None, description="Drop nodes scoring below.")
     metadata_mode: MetadataMode = Field(
         default=MetadataMode.EMBED, description="Which metadata the scored text includes."
     )
@@ -98,35 +95,12 @@ class CrossEncoderRerank(ScorerOptions, BaseNodePostprocessor):
         default_factory=dict, description="More keyword arguments of get_scorer (e.g. max_wait_ms)."
     )
     scorer: Any = Field(default=None, exclude=True, description="A ready scorer instead of model.")
-    max_context_tokens: int | None = Field(
-        default=None, description="Token budget of the kept nodes; None: no budget."
-    )
     tokenizer: Callable[[str], Sequence[Any]] | str | None = Field(
         default=None,
         exclude=True,
         description="Tokenizer for the budget (text -> tokens), a tiktoken encoding or a "
         "Hugging Face tokenizer name/path; None: Settings.tokenizer.",
     )
-    deduplicate: bool = Field(default=False, description="Drop duplicate nodes before scoring.")
-    near_duplicate_threshold: float | None = Field(
-        default=DEFAULT_NEAR_DUPLICATE_THRESHOLD,
-        description="Shingle containment that makes a near-duplicate; None: exact copies only.",
-    )
-    order: Order = Field(
-        default="relevance", description="'relevance' or 'long_context' (best first and last)."
-    )
-
-    @field_validator("top_n")
-    @classmethod
-    def _check_top_n(cls, value: int | None) -> int | None:
-        check_selection(value, None)
-        return value
-
-    @field_validator("score_threshold")
-    @classmethod
-    def _check_score_threshold(cls, value: float | None) -> float | None:
-        check_selection(None, value)
-        return value
 
     @model_validator(mode="after")
     def _load_scorer(self) -> CrossEncoderRerank:
@@ -197,21 +171,9 @@ class CrossEncoderRerank(ScorerOptions, BaseNodePostprocessor):
         scorer: Scorer = self.scorer
         return scorer
 
-    @property
-    def _reports(self) -> bool:
-        return self.deduplicate or self.max_context_tokens is not None
-
     def _context(self) -> ContextOptions:
         counts = self.tokenizer is not None or self.max_context_tokens is not None
-        return ContextOptions.create(
-            top_n=self.top_n,
-            score_threshold=self.score_threshold,
-            max_context_tokens=self.max_context_tokens,
-            length_function=self._length_function() if counts else None,
-            deduplicate=self.deduplicate,
-            near_duplicate_threshold=self.near_duplicate_threshold,
-            order=self.order,
-        )
+        return self._context_options(length_function=self._length_function() if counts else None)
 
     def _length_function(self) -> Callable[[str], int]:
         """Token counter: ``tokenizer`` (a name or a callable), else ``Settings.tokenizer``."""

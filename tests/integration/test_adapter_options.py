@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from rerank_plugins import CrossEncoderScorer, get_scorer
-from rerank_plugins._adapter_support import SCORER_ONLY_OPTIONS, ScorerOptions
+from rerank_plugins._adapter_support import SCORER_ONLY_OPTIONS, ContextFields, ScorerOptions
 from rerank_plugins.langchain import CrossEncoderRerank as LangChainRerank
 from rerank_plugins.llama_index import CrossEncoderRerank as LlamaIndexRerank
 
@@ -37,6 +37,29 @@ def test_option_fields_match_the_scorer_signature() -> None:
         assert field.default == keywords[name].default, f"{name}'s default differs"
     missing = set(keywords) - set(ScorerOptions.model_fields) - SCORER_ONLY_OPTIONS
     assert not missing, f"options of get_scorer that are no adapter field: {sorted(missing)}"
+
+
+def test_context_fields_match_the_rank_keywords() -> None:
+    """Both adapters take rank()'s context options from one mixin, with rank()'s defaults.
+
+    The adapters used to declare these fields (and their checks) twice, free to drift apart.
+    ``top_n`` alone differs on purpose: an adapter keeps 3 by default, ``rank`` keeps all.
+    """
+    rank = inspect.signature(CrossEncoderScorer.rank).parameters
+    assert issubclass(LangChainRerank, ContextFields)
+    assert issubclass(LlamaIndexRerank, ContextFields)
+    for name, field in ContextFields.model_fields.items():
+        assert rank[name].kind is inspect.Parameter.KEYWORD_ONLY, name
+        expected = 3 if name == "top_n" else rank[name].default
+        assert field.default == expected, f"{name}'s default differs"
+    assert list(ContextFields.model_fields) == [
+        "top_n",
+        "score_threshold",
+        "max_context_tokens",
+        "deduplicate",
+        "near_duplicate_threshold",
+        "order",
+    ]
 
 
 @ADAPTERS
