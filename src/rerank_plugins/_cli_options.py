@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 _SCORER_OPTIONS = ("revision", "device", "dtype", "backend", "max_length", "batch_size")
@@ -10,6 +12,21 @@ _SCORER_OPTIONS = ("revision", "device", "dtype", "backend", "max_length", "batc
 
 class UsageError(Exception):
     """A command-line argument or input that cannot be used; ``rerank-plugins`` exits with 2."""
+
+
+@contextlib.contextmanager
+def usage_errors() -> Iterator[None]:
+    """Turn a ``ValueError``/``TypeError`` raised inside into a :class:`UsageError` (exit 2).
+
+    The library raises these built-in types for bad arguments, but the same types can come
+    from deep inside a run, where they are failures (exit 1). So wrap only the calls that
+    check the command line's values: ``get_scorer`` (which reports a model that fails to
+    load as ``ModelLoadError``), option checks, ``create_app``.
+    """
+    try:
+        yield
+    except (ValueError, TypeError) as err:
+        raise UsageError(str(err)) from err
 
 
 def positive_int(text: str) -> int:

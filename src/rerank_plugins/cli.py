@@ -9,6 +9,7 @@ loaded, a failed run); ``--debug`` (``-v``) shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from rerank_plugins._cli_options import (
     add_model_options,
     model_options,
     positive_int,
+    usage_errors,
 )
 from rerank_plugins._version import __version__
 
@@ -76,18 +78,23 @@ def _run_score(args: argparse.Namespace) -> int:
     if not passages:
         msg = "no passages; give them as arguments or with --file."
         raise UsageError(msg)
+    from rerank_plugins._context import ContextOptions
+    from rerank_plugins._results import check_inputs
     from rerank_plugins.scorer import get_scorer  # torch: only once the input is known good
 
-    scorer = get_scorer(args.model, **model_options(args))
-    results = scorer.rank(
-        args.query,
-        passages,
-        top_n=args.top_n,
-        max_context_tokens=args.max_context_tokens,
-        length_function=args.tokenizer,
-        deduplicate=args.deduplicate,
-        order=args.order,
-    )
+    # The options are checked apart from scoring: a ValueError while scoring is a failure.
+    with usage_errors():
+        scorer = get_scorer(args.model, **model_options(args))
+        context = ContextOptions.create(
+            top_n=args.top_n,
+            max_context_tokens=args.max_context_tokens,
+            length_function=args.tokenizer,
+            default_length_function=scorer.count_text_tokens,
+            deduplicate=args.deduplicate,
+            order=args.order,
+        )
+        passages = check_inputs(args.query, passages)
+    results = context.rank(passages, functools.partial(scorer.rank, args.query)).results
     payload = []
     for r in results:
         item: dict[str, Any] = {"index": r.index, "score": r.score, "text": r.text}
@@ -203,12 +210,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _is_usage_error(err: Exception) -> bool:
-    """Bad arguments or input (exit 2), as opposed to a failure while running (exit 1)."""
-    from rerank_plugins.errors import RerankPluginsError
+    """Bad arguments or input (exit 2), as opposed to a failure while running (exit 1).
 
-    if isinstance(err, RerankPluginsError):
-        return False
-    return isinstance(err, (UsageError, ValueError, TypeError, FileNotFoundError))
+    Only :class:`UsageError`: subcommands raise it for their own checks and turn the
+    library's argument errors into it (:func:`usage_errors`) where they check options. A
+    plain ``ValueError`` or ``TypeError`` that gets here was raised while running.
+    """
+    return isinstance(err, UsageError)
 
 
 def _one_line(err: Exception) -> str:
@@ -216,7 +224,7 @@ def _one_line(err: Exception) -> str:
     from rerank_plugins.errors import RerankPluginsError
 
     text = " ".join(line.strip() for line in str(err).strip().splitlines()) or "(no message)"
-    expected = (RerankPluginsError, UsageError, ValueError, TypeError, OSError)
+    expected = (RerankPluginsError, UsageError, OSError)
     if not isinstance(err, expected):
         text = f"{type(err).__name__}: {text} (run with --debug for the traceback)"
     return text

@@ -13,8 +13,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+import rerank_plugins
+import rerank_plugins.scorer
+from rerank_plugins import cli
 
 ERROR = "rerank-plugins {command}: error: {message}\n"
 
@@ -228,3 +233,113 @@ def test_load_error_embeds_the_cause_on_one_line_without_doubled_periods() -> No
         "logged in for private repos. Offline, pass the path of a local copy, or set "
         "local_files_only=True to use the local cache."
     )
+
+
+class _ScoringFails:
+    """A scorer with a bug deep inside scoring: ``rank`` raises a plain ValueError."""
+
+    model = "scoring-fails"
+
+    def count_text_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def rank(self, query: str, passages: list[str], **options: Any) -> list[Any]:
+        msg = "Expected input batch_size (3) to match target batch_size (2)."
+        raise ValueError(msg)
+
+
+@pytest.fixture
+def scoring_fails(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``get_scorer`` returns a :class:`_ScoringFails`; the list records the models asked for."""
+    asked: list[str] = []
+
+    def get_scorer(model: str, **options: Any) -> _ScoringFails:
+        asked.append(model)
+        return _ScoringFails()
+
+    monkeypatch.setattr(rerank_plugins.scorer, "get_scorer", get_scorer)
+    return asked
+
+
+def test_value_error_while_scoring_exits_1(
+    scoring_fails: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bug: any ValueError was a usage error, so a failure while scoring exited 2, like a typo.
+
+    Only the checks of the command line's values are usage errors; the same exception type
+    raised while running is a failure (exit 1), named by its type, as unexpected errors are.
+    """
+    status = cli.main(["score", "--model", "m", "--query", "q", "a", "b"])
+    assert (status, capsys.readouterr().err) == (
+        1,
+        "rerank-plugins score: error: ValueError: Expected input batch_size (3) to match "
+        "target batch_size (2). (run with --debug for the traceback)\n",
+    )
+    assert scoring_fails == ["m"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message", "loads"),
+    [
+        (
+            ["--device", "bogus"],
+            "device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got 'bogus'.",
+            False,
+        ),
+        (
+            ["--tokenizer", "no-such-encoding/tokenizer!"],
+            "length_function='no-such-encoding/tokenizer!' is neither a tiktoken encoding",
+            True,
+        ),
+    ],
+    ids=["get_scorer-option", "rank-option"],
+)
+def test_bad_option_still_exits_2(
+    argv: list[str],
+    message: str,
+    loads: bool,
+    request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The other half of the bug above: an option the library rejects is a usage error (2).
+
+    ``--device`` is rejected by ``get_scorer``; ``--tokenizer`` once a model is loaded
+    (a stand-in here), when the context options are checked before scoring.
+    """
+    if loads:
+        request.getfixturevalue("scoring_fails")
+    status = cli.main(["score", "--model", "m", "--query", "q", "a", *argv])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert err.startswith(f"rerank-plugins score: error: {message}"), err
+    assert err.count("\n") == 1
+
+
+def test_score_context_options_rank_as_the_scorer_does(
+    tiny_bert: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``score`` checks its context options apart from scoring; the results stay rank()'s."""
+    passages = ["cats purr", "cats purr", "the cat sat on the mat", "paris is in france", "dogs"]
+    options = ["--top-n", "3", "--max-context-tokens", "12", "--deduplicate"]
+    model = ["--model", str(tiny_bert), "--device", "cpu"]
+    status = cli.main(
+        ["score", *model, "--query", "cat", *passages, *options, "--order", "long_context"]
+    )
+    assert status == 0
+    got = json.loads(capsys.readouterr().out)
+    expected = rerank_plugins.get_scorer(str(tiny_bert), device="cpu").rank(
+        "cat",
+        passages,
+        top_n=3,
+        max_context_tokens=12,
+        deduplicate=True,
+        order="long_context",
+    )
+    assert [(r["index"], r.get("tokens"), r.get("duplicates")) for r in got] == [
+        (r.index, r.tokens, list(r.duplicates) or None) for r in expected
+    ]
+    assert [r["score"] for r in got] == pytest.approx([r.score for r in expected])
+    # The case exercises every option: a merged copy, counted tokens, a cut.
+    assert any(r.duplicates for r in expected)
+    assert all(r.tokens is not None for r in expected)
+    assert len(expected) < len(passages) - 1

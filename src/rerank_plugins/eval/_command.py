@@ -10,7 +10,12 @@ from pathlib import Path
 from typing import Any
 
 # Both modules are standard-library only, so ``--help`` stays fast.
-from rerank_plugins._cli_options import add_model_options, model_options, positive_int
+from rerank_plugins._cli_options import (
+    add_model_options,
+    model_options,
+    positive_int,
+    usage_errors,
+)
 from rerank_plugins._text import TOKENIZERS
 from rerank_plugins.eval.datasets import FORMATS
 
@@ -99,12 +104,13 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``eval`` with parsed ``args``; return 0, or raise (``cli.main`` reports errors).
 
-    A data set that cannot be read raises :class:`~rerank_plugins._cli_options.UsageError`
-    (exit status 2) before any model is loaded.
+    A data set that cannot be read, or options that do not fit it, raise
+    :class:`~rerank_plugins._cli_options.UsageError` (exit status 2) before any model is
+    loaded.
     """
     from rerank_plugins._cli_options import UsageError
     from rerank_plugins.eval.datasets import load_dataset
-    from rerank_plugins.eval.runner import evaluate
+    from rerank_plugins.eval.runner import check_options, evaluate
 
     _show_progress_messages(logging.getLogger("rerank_plugins.eval"))
     try:
@@ -115,7 +121,10 @@ def run(args: argparse.Namespace) -> int:
 
     from rerank_plugins import get_scorer
 
-    scorer = get_scorer(args.model, **model_options(args))
+    # Options are checked apart from the run: a ValueError while evaluating is a failure.
+    with usage_errors():
+        check_options(dataset, first_stage=args.first_stage, top_k=args.top_k, limit=args.limit)
+        scorer = get_scorer(args.model, **model_options(args))
     report = evaluate(
         scorer,
         dataset,

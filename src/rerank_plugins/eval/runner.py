@@ -203,18 +203,7 @@ def evaluate(
             f"by rerank_plugins.get_scorer(); got {type(scorer).__name__}."
         )
         raise TypeError(msg)
-    if first_stage not in ("bm25", "none"):
-        msg = f"first_stage must be 'bm25' or 'none', got {first_stage!r}."
-        raise ValueError(msg)
-    _check_positive("top_k", top_k)
-    if limit is not None:
-        _check_positive("limit", limit)
-    if first_stage == "none" and dataset.candidates is None:
-        msg = (
-            f"first_stage='none' needs per-query candidates, and the data set "
-            f"{dataset.name!r} has none; use first_stage='bm25'."
-        )
-        raise ValueError(msg)
+    check_options(dataset, first_stage=first_stage, top_k=top_k, limit=limit)
 
     judged = [
         qid
@@ -285,6 +274,31 @@ def evaluate(
         reranked_run=reranked_run,
         qrels=qrels,
     )
+
+
+def check_options(
+    dataset: EvalDataset, *, first_stage: object, top_k: object, limit: object
+) -> None:
+    """Raise on :func:`evaluate` options that are out of range or do not fit ``dataset``.
+
+    ``evaluate`` calls it first; the CLI calls it before loading a model, to fail fast.
+
+    Raises:
+        ValueError: An option is out of range, or ``first_stage="none"`` on a data set
+            without candidates.
+    """
+    if first_stage not in ("bm25", "none"):
+        msg = f"first_stage must be 'bm25' or 'none', got {first_stage!r}."
+        raise ValueError(msg)
+    _check_positive("top_k", top_k)
+    if limit is not None:
+        _check_positive("limit", limit)
+    if first_stage == "none" and dataset.candidates is None:
+        msg = (
+            f"first_stage='none' needs per-query candidates, and the data set "
+            f"{dataset.name!r} has none; use first_stage='bm25'."
+        )
+        raise ValueError(msg)
 
 
 def _check_positive(name: str, value: object) -> None:

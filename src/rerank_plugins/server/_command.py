@@ -13,7 +13,7 @@ import math
 import os
 from typing import Any
 
-from rerank_plugins._cli_options import add_model_options, model_options, positive_int
+from rerank_plugins._cli_options import add_model_options, model_options, positive_int, usage_errors
 from rerank_plugins.server._defaults import (
     API_KEY_ENV,
     DEFAULT_MAX_DOCUMENT_CHARS,
@@ -156,16 +156,17 @@ def run(args: argparse.Namespace) -> int:
 
     _configure_logging(args.log_level)
     options = model_options(args)
-    app = create_app(
-        model=args.model,
-        api_key=args.api_key,
-        max_documents=args.max_documents,
-        max_document_chars=args.max_document_chars,
-        scorer_options=options,
-        max_queue_seconds=args.max_queue_seconds,
-        request_timeout=args.request_timeout,
-        max_body_bytes=args.max_body_bytes,
-    )
+    with usage_errors():  # create_app only checks its options; the model loads in the lifespan
+        app = create_app(
+            model=args.model,
+            api_key=args.api_key,
+            max_documents=args.max_documents,
+            max_document_chars=args.max_document_chars,
+            scorer_options=options,
+            max_queue_seconds=args.max_queue_seconds,
+            request_timeout=args.request_timeout,
+            max_body_bytes=args.max_body_bytes,
+        )
     config = uvicorn.Config(
         app,
         host=args.host,

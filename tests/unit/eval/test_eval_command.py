@@ -224,3 +224,42 @@ def test_importing_the_command_stays_light():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+class RankFails(OverlapScorer):
+    """A scorer with a bug: ``rank`` raises a plain ValueError while reranking."""
+
+    def rank(self, query, passages):
+        msg = "Expected a 2-D tensor, got 1-D."
+        raise ValueError(msg)
+
+
+def test_value_error_while_evaluating_returns_1(data_file, monkeypatch, capsys):
+    """Bug: a ValueError raised while reranking exited 2, as if an option were wrong."""
+    monkeypatch.setattr(rerank_plugins, "get_scorer", lambda model, **options: RankFails())
+    argv = ["eval", "--data", str(data_file), "--format", "jqara", "--model", "m"]
+    status = cli.main([*argv, "--no-progress"])
+    assert status == 1
+    assert capsys.readouterr().err.endswith(
+        "rerank-plugins eval: error: ValueError: Expected a 2-D tensor, got 1-D. "
+        "(run with --debug for the traceback)\n"
+    )
+
+
+def test_first_stage_none_without_candidates_returns_2_before_loading(
+    tmp_path, fake_get_scorer, capsys
+):
+    """evaluate()'s option checks stay usage errors (exit 2), and now run before loading."""
+    root = tmp_path / "scifact"
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text('{"_id": "d1", "text": "red apple"}\n', "utf-8")
+    (root / "queries.jsonl").write_text('{"_id": "q1", "text": "apple"}\n', "utf-8")
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n", "utf-8")
+    argv = ["eval", "--data", str(root), "--format", "beir", "--model", "m"]
+    status = cli.main([*argv, "--first-stage", "none"])
+    assert status == 2
+    assert capsys.readouterr().err.endswith(
+        "rerank-plugins eval: error: first_stage='none' needs per-query candidates, and the "
+        "data set 'scifact' has none; use first_stage='bm25'.\n"
+    )
+    assert fake_get_scorer == []  # failed before loading a model
