@@ -279,31 +279,22 @@ def evaluate(
 def check_options(
     dataset: EvalDataset, *, first_stage: object, top_k: object, limit: object
 ) -> None:
-    """Raise on :func:`evaluate` options that are out of range or do not fit ``dataset``.
+    """Raise ``ValueError`` on :func:`evaluate` options out of range or unfit for ``dataset``.
 
     ``evaluate`` calls it first; the CLI calls it before loading a model, to fail fast.
-
-    Raises:
-        ValueError: An option is out of range, or ``first_stage="none"`` on a data set
-            without candidates.
     """
     if first_stage not in ("bm25", "none"):
         msg = f"first_stage must be 'bm25' or 'none', got {first_stage!r}."
         raise ValueError(msg)
-    _check_positive("top_k", top_k)
-    if limit is not None:
-        _check_positive("limit", limit)
+    for name, value in (("top_k", top_k), ("limit", 1 if limit is None else limit)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            msg = f"{name} must be a positive int, got {value!r}."
+            raise ValueError(msg)
     if first_stage == "none" and dataset.candidates is None:
         msg = (
             f"first_stage='none' needs per-query candidates, and the data set "
             f"{dataset.name!r} has none; use first_stage='bm25'."
         )
-        raise ValueError(msg)
-
-
-def _check_positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        msg = f"{name} must be a positive int, got {value!r}."
         raise ValueError(msg)
 
 
