@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from rerank_plugins import MissingDependencyError, RemoteScorer
-from rerank_plugins.client import _retry_after
+from rerank_plugins.client._retry import retry_after as _retry_after
 
 pytestmark = pytest.mark.integration
 

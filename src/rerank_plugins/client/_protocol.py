@@ -1,0 +1,194 @@
+"""The client's protocol logic, without I/O: what to send, where, and what an answer means.
+
+:meth:`Protocol.exchange` is a generator that yields the :class:`Request` to send and is
+sent back the final ``httpx.Response`` (after the transport's retries); it returns the
+scores, or raises. Both transports drive it the same way (:func:`drive` in sync code,
+``await``-ing the send in async code), so probing (``protocol="auto"``), reading results
+and telling "split the request" from "fail" are written once. Splitting a large call into
+requests (:meth:`Protocol.split`, :meth:`Protocol.learn_limit`) is planned here too; only
+the order of sending (one after another, or a few at a time) is the transports'.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rerank_plugins.client._messages import (
+    detection_error,
+    is_length_error,
+    not_json_error,
+    status_error,
+)
+from rerank_plugins.client._routes import AUTO_ROUTES, ROUTES, ResultsError, Route, read_scores
+from rerank_plugins.errors import RemoteRerankError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from rerank_plugins.client._settings import Settings
+
+__all__ = ["Exchange", "Protocol", "Request", "TooManyDocumentsError", "adrive", "drive"]
+
+logger = logging.getLogger(__name__)
+
+# Statuses that mean "this is not the endpoint (or not its body shape)" while probing.
+_PROBE_FALLBACK_STATUSES = frozenset({400, 404, 405, 415, 422})
+# Limits that servers name in their "too many documents" errors: ours (413), TEI's
+# --max-client-batch-size (413), and pydantic's list length error (Infinity answers 422).
+_LIMIT_PATTERNS = (
+    re.compile(r"max_documents=(\d+)"),
+    re.compile(r"maximum allowed batch size (\d+)"),
+    re.compile(r"at most (\d+) items"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One POST to send: the transports add the headers and the timeout."""
+
+    url: str
+    body: dict[str, Any]
+
+
+Exchange = Generator[Request, "httpx.Response", list[float]]
+"""Yields requests, is sent their answers, returns one score per document."""
+
+
+class TooManyDocumentsError(Exception):
+    """A request was refused for its size; ``limit`` is the server's limit when it said so."""
+
+    def __init__(self, error: RemoteRerankError, limit: int | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.limit = limit
+
+
+class Protocol:
+    """The rerank API of one server (found on first use with ``auto``) and its size limit.
+
+    Thread-safe: the learned API and limit are the only state, and only ever settle.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._root = settings.root
+        self._route: Route | None = (
+            None if settings.protocol == "auto" else ROUTES[settings.protocol]
+        )
+        self._learned_limit: int | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def detecting(self) -> bool:
+        """Whether the API is still to be found (the next request may probe several)."""
+        return self._route is None
+
+    def exchange(self, query: str, documents: list[str]) -> Exchange:
+        """Score ``documents`` with one request, or, while detecting, a probe per candidate."""
+        routes = (self._route,) if self._route is not None else AUTO_ROUTES
+        refused: list[tuple[str, str, httpx.Response]] = []
+        for route in routes:
+            url = (self._root if route.from_root else self._settings.base_url) + route.path
+            body = {
+                **route.body(query, documents, self._settings.model),
+                **self._settings.extra_body,
+            }
+            response = yield Request(url, body)
+            scores = self._read(route, url, response, len(documents), probing=len(routes) > 1)
+            if scores is not None:
+                return scores
+            refused.append((route.protocol, url, response))
+        raise detection_error(self._settings, refused)
+
+    def _read(
+        self, route: Route, url: str, response: httpx.Response, count: int, *, probing: bool
+    ) -> list[float] | None:
+        """Scores of a final answer; ``None`` means "try the next route" while probing."""
+        status = response.status_code
+        if 200 <= status < 300:
+            try:
+                payload = response.json()
+            except ValueError as err:
+                raise not_json_error(url, response) from err
+            try:
+                scores = read_scores(payload, response.text, count, route.protocol)
+            except ResultsError as err:
+                msg = f"POST {url} answered {status} {err}"
+                raise RemoteRerankError(msg, status_code=status, body=response.text) from err
+            if self._route is None:
+                logger.info(
+                    "%s speaks the %r rerank API; using it from now on.", url, route.protocol
+                )
+                self._route = route
+            return scores
+        limit = _limit_in(response.text) if status in (413, 422) else None
+        if limit is not None or (status == 413 and not is_length_error(response.text)):
+            error = status_error(self._settings, route.protocol, route.path, url, response, count)
+            raise TooManyDocumentsError(error, limit)
+        if probing and status in _PROBE_FALLBACK_STATUSES:
+            logger.debug("%s answered %d; trying the next rerank API.", url, status)
+            return None
+        raise status_error(self._settings, route.protocol, route.path, url, response, count)
+
+    # --- splitting ----------------------------------------------------------------------------
+
+    def split(self, start: int, stop: int) -> list[tuple[int, int]] | None:
+        """The requests to send for documents ``[start, stop)``; ``None``: one is enough."""
+        limits = [n for n in (self._settings.max_documents_per_request, self._learned_limit) if n]
+        limit = min(limits) if limits else None
+        if limit is None or stop - start <= limit:
+            return None
+        return [(s, min(s + limit, stop)) for s in range(start, stop, limit)]
+
+    def learn_limit(self, refused: TooManyDocumentsError, size: int) -> None:
+        """Lower the documents-per-request limit after a request of ``size`` was refused."""
+        if size <= 1:
+            raise refused.error
+        limit = refused.limit if refused.limit is not None and refused.limit < size else size // 2
+        with self._lock:
+            if self._learned_limit is None or limit < self._learned_limit:
+                self._learned_limit = limit
+        logger.warning(
+            "%s refused %d documents in one request; sending at most %d per request.",
+            self._settings.base_url,
+            size,
+            limit,
+        )
+
+
+def drive(exchange: Exchange, send: Callable[[Request], httpx.Response]) -> list[float]:
+    """Run ``exchange`` to its end with a blocking ``send``."""
+    request = next(exchange)
+    while True:
+        try:
+            request = exchange.send(send(request))
+        except StopIteration as done:
+            scores: list[float] = done.value
+            return scores
+
+
+async def adrive(
+    exchange: Exchange, send: Callable[[Request], Awaitable[httpx.Response]]
+) -> list[float]:
+    """Run ``exchange`` to its end with an async ``send``."""
+    request = next(exchange)
+    while True:
+        try:
+            request = exchange.send(await send(request))
+        except StopIteration as done:
+            scores: list[float] = done.value
+            return scores
+
+
+def _limit_in(text: str) -> int | None:
+    for pattern in _LIMIT_PATTERNS:
+        match = pattern.search(text)
+        if match:
+            limit = int(match.group(1))
+            return limit if limit >= 1 else None
+    return None
