@@ -8,23 +8,24 @@
 
     reranker = CrossEncoderRerank(scorer=RemoteScorer("http://rerank:8080"), top_n=5)
 
-Wire formats (request bodies; every response is mapped back by its ``index`` field, never
-by position):
+Each ``protocol`` is a dialect of :mod:`rerank_plugins.wire`, which owns its path and its
+request and response shapes (the same modules our server is built from):
 
 =============  ======================  ====================================================
 protocol       endpoint                request body
 =============  ======================  ====================================================
-``cohere``     ``POST /v2/rerank``     ``model, query, documents``
-``jina``       ``POST /v1/rerank``     ``model, query, documents, return_documents=false``
-``vllm``       ``POST /v1/rerank``     ``model, query, documents``
-``infinity``   ``POST /rerank``        ``model, query, documents, return_documents=false,
+``cohere``     ``POST /v2/rerank``     ``wire.cohere_v2``: ``model, query, documents``
+``jina``       ``POST /v1/rerank``     ``wire.jina``: the Cohere v1 shape,
+                                       ``return_documents=false``
+``vllm``       ``POST /v1/rerank``     ``wire.vllm``: the Cohere v1 shape
+``infinity``   ``POST /rerank``        ``wire.infinity``: ``return_documents=false,
                                        raw_scores=false``
-``tei``        ``POST /rerank``        ``query, texts, truncate=true, raw_scores=false,
-                                       return_text=false``
+``tei``        ``POST /rerank``        ``wire.tei``: ``query, texts, truncate=true, ...``
 =============  ======================  ====================================================
 
-``model`` is sent only when given. ``top_n`` is never sent: every document is scored, and
-``top_n`` and ``score_threshold`` are applied here, so that split requests merge exactly.
+Every response is mapped back by its ``index`` field, never by position. ``model`` is sent
+only when given. ``top_n`` is never sent: every document is scored, and ``top_n`` and
+``score_threshold`` are applied here, so that split requests merge exactly.
 
 ``protocol="auto"`` (the default) finds the API with the first request and then keeps it:
 
@@ -39,9 +40,9 @@ Any other answer (a success, 401, 413, 429, 5xx...) settles the endpoint. For ``
 ``https://api.jina.ai/v1`` and vLLM's OpenAI-style ``http://host:8000/v1`` both work); for
 ``tei``, ``infinity`` and the ``/rerank`` steps of ``auto``, ``base_url`` is used as it is.
 
-Layout: the protocol logic is written once, without I/O (``_protocol``: which body, which
-path, probing, reading results, "split" or "fail"; ``_retry``: "retry" and how long to
-wait; ``_messages``: the errors), and driven by two thin transports (``_transports``: an
+Layout: the protocol logic is written once, without I/O (``_protocol``: which dialect,
+probing, reading results, "split" or "fail"; ``_retry``: "retry" and how long to wait;
+``_messages``: the errors), and driven by two thin transports (``_transports``: an
 ``httpx.Client`` or an ``httpx.AsyncClient`` under tenacity's retry loop), as in
 httpx-based SDKs. ``_scorer`` wires them into :class:`RemoteScorer`.
 """

@@ -1,5 +1,8 @@
 """The client's protocol logic, without I/O: what to send, where, and what an answer means.
 
+The bodies, paths and response shapes are the :mod:`rerank_plugins.wire` dialects'; this
+module decides which dialect (probing with ``protocol="auto"``) and what each status means.
+
 :meth:`Protocol.exchange` is a generator that yields the :class:`Request` to send and is
 sent back the final ``httpx.Response`` (after the transport's retries); it returns the
 scores, or raises. Both transports drive it the same way (:func:`drive` in sync code,
@@ -24,18 +27,21 @@ from rerank_plugins.client._messages import (
     not_json_error,
     status_error,
 )
-from rerank_plugins.client._routes import AUTO_ROUTES, ROUTES, ResultsError, Route, read_scores
 from rerank_plugins.errors import RemoteRerankError
 
 if TYPE_CHECKING:
     import httpx
 
     from rerank_plugins.client._settings import Settings
+    from rerank_plugins.wire import Dialect
 
 __all__ = ["Exchange", "Protocol", "Request", "TooManyDocumentsError", "adrive", "drive"]
 
 logger = logging.getLogger(__name__)
 
+# What protocol="auto" tries, in order, until one is not refused: the Cohere v1 shape at
+# /v1/rerank (ours, Jina, vLLM...), then TEI's and Infinity's /rerank.
+_AUTO_DIALECTS = ("jina", "tei", "infinity")
 # Statuses that mean "this is not the endpoint (or not its body shape)" while probing.
 _PROBE_FALLBACK_STATUSES = frozenset({400, 404, 405, 415, 422})
 # Limits that servers name in their "too many documents" errors: ours (413), TEI's
@@ -75,11 +81,15 @@ class Protocol:
     """
 
     def __init__(self, settings: Settings) -> None:
+        # The wire formats build pydantic models: load them with the first scorer, not with
+        # `import rerank_plugins.client`.
+        from rerank_plugins.wire import get_dialect
+
         self._settings = settings
         self._root = settings.root
-        self._route: Route | None = (
-            None if settings.protocol == "auto" else ROUTES[settings.protocol]
-        )
+        self._candidates = tuple(map(get_dialect, _AUTO_DIALECTS))
+        auto = settings.protocol == "auto"
+        self._route: Dialect[Any] | None = None if auto else get_dialect(settings.protocol)
         self._learned_limit: int | None = None
         self._lock = threading.Lock()
 
@@ -90,23 +100,21 @@ class Protocol:
 
     def exchange(self, query: str, documents: list[str]) -> Exchange:
         """Score ``documents`` with one request, or, while detecting, a probe per candidate."""
-        routes = (self._route,) if self._route is not None else AUTO_ROUTES
+        routes = (self._route,) if self._route is not None else self._candidates
         refused: list[tuple[str, str, httpx.Response]] = []
         for route in routes:
             url = (self._root if route.from_root else self._settings.base_url) + route.path
-            body = {
-                **route.body(query, documents, self._settings.model),
-                **self._settings.extra_body,
-            }
+            body = route.request_body(query, documents, self._settings.model)
+            body.update(self._settings.extra_body)
             response = yield Request(url, body)
             scores = self._read(route, url, response, len(documents), probing=len(routes) > 1)
             if scores is not None:
                 return scores
-            refused.append((route.protocol, url, response))
+            refused.append((route.name, url, response))
         raise detection_error(self._settings, refused)
 
     def _read(
-        self, route: Route, url: str, response: httpx.Response, count: int, *, probing: bool
+        self, route: Dialect[Any], url: str, response: httpx.Response, count: int, *, probing: bool
     ) -> list[float] | None:
         """Scores of a final answer; ``None`` means "try the next route" while probing."""
         status = response.status_code
@@ -115,25 +123,25 @@ class Protocol:
                 payload = response.json()
             except ValueError as err:
                 raise not_json_error(url, response) from err
+            from rerank_plugins.wire import ResponseShapeError  # loaded in __init__
+
             try:
-                scores = read_scores(payload, response.text, count, route.protocol)
-            except ResultsError as err:
+                scores = route.read_scores(payload, count)
+            except ResponseShapeError as err:
                 msg = f"POST {url} answered {status} {err}"
                 raise RemoteRerankError(msg, status_code=status, body=response.text) from err
             if self._route is None:
-                logger.info(
-                    "%s speaks the %r rerank API; using it from now on.", url, route.protocol
-                )
+                logger.info("%s speaks the %r rerank API; using it from now on.", url, route.name)
                 self._route = route
             return scores
         limit = _limit_in(response.text) if status in (413, 422) else None
         if limit is not None or (status == 413 and not is_length_error(response.text)):
-            error = status_error(self._settings, route.protocol, route.path, url, response, count)
+            error = status_error(self._settings, route.name, route.path, url, response, count)
             raise TooManyDocumentsError(error, limit)
         if probing and status in _PROBE_FALLBACK_STATUSES:
             logger.debug("%s answered %d; trying the next rerank API.", url, status)
             return None
-        raise status_error(self._settings, route.protocol, route.path, url, response, count)
+        raise status_error(self._settings, route.name, route.path, url, response, count)
 
     # --- splitting ----------------------------------------------------------------------------
 

@@ -259,7 +259,7 @@ def test_a_server_that_drops_results_is_an_error(serve: Any, fakes: Any) -> None
         RemoteScorer(url) as remote,
         pytest.raises(
             RemoteRerankError,
-            match=r"answered 200 with 2 results for 5 documents \(missing indices \[1, 2, 4\]\)",
+            match=r"returned 2 results for 5 documents \(missing indices \[1, 2, 4\]\)",
         ),
     ):
         remote.score(QUERY, PASSAGES)
