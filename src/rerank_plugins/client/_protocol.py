@@ -5,11 +5,11 @@ module decides which dialect (probing with ``protocol="auto"``) and what each st
 
 :meth:`Protocol.exchange` is a generator that yields the :class:`Request` to send and is
 sent back the final ``httpx.Response`` (after the transport's retries); it returns the
-scores, or raises. Both transports drive it the same way (:func:`drive` in sync code,
-``await``-ing the send in async code), so probing (``protocol="auto"``), reading results
+scores, or raises. The sync and async paths run it with the same loop (:func:`drive`
+with a blocking send, :func:`adrive` with an awaited one), so probing, reading results
 and telling "split the request" from "fail" are written once. Splitting a large call into
 requests (:meth:`Protocol.split`, :meth:`Protocol.learn_limit`) is planned here too; only
-the order of sending (one after another, or a few at a time) is the transports'.
+the order of sending (one after another, or a few at a time) is left to ``RemoteScorer``.
 """
 
 from __future__ import annotations
