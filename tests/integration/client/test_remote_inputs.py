@@ -160,13 +160,16 @@ async def test_a_user_async_client_is_used_and_left_open(serve: Any, fakes: Any)
     assert sent == [f"{url}/v1/rerank"]
 
 
-def test_missing_httpx_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("missing", ["httpx", "tenacity"])
+def test_a_missing_dependency_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
     import rerank_plugins._optional as optional
 
-    monkeypatch.setattr(optional, "is_available", lambda module: module != "httpx")
+    monkeypatch.setattr(optional, "is_available", lambda module: module != missing)
     with pytest.raises(
         MissingDependencyError,
-        match=r"RemoteScorer needs 'httpx', which is not installed\. Install it with: "
+        match=rf"RemoteScorer needs '{missing}', which is not installed\. Install it with: "
         r'pip install "rerank-plugins\[remote\]"',
     ):
         RemoteScorer("http://127.0.0.1:9")
