@@ -89,34 +89,40 @@ class Protocol:
         self._root = settings.root
         self._candidates = tuple(map(get_dialect, _AUTO_DIALECTS))
         auto = settings.protocol == "auto"
-        self._route: Dialect[Any] | None = None if auto else get_dialect(settings.protocol)
+        self._dialect: Dialect[Any] | None = None if auto else get_dialect(settings.protocol)
         self._learned_limit: int | None = None
         self._lock = threading.Lock()
 
     @property
     def detecting(self) -> bool:
         """Whether the API is still to be found (the next request may probe several)."""
-        return self._route is None
+        return self._dialect is None
 
     def exchange(self, query: str, documents: list[str]) -> Exchange:
         """Score ``documents`` with one request, or, while detecting, a probe per candidate."""
-        routes = (self._route,) if self._route is not None else self._candidates
+        dialects = (self._dialect,) if self._dialect is not None else self._candidates
         refused: list[tuple[str, str, httpx.Response]] = []
-        for route in routes:
-            url = (self._root if route.from_root else self._settings.base_url) + route.path
-            body = route.request_body(query, documents, self._settings.model)
+        for dialect in dialects:
+            url = (self._root if dialect.from_root else self._settings.base_url) + dialect.path
+            body = dialect.request_body(query, documents, self._settings.model)
             body.update(self._settings.extra_body)
             response = yield Request(url, body)
-            scores = self._read(route, url, response, len(documents), probing=len(routes) > 1)
+            scores = self._read(dialect, url, response, len(documents), probing=len(dialects) > 1)
             if scores is not None:
                 return scores
-            refused.append((route.name, url, response))
+            refused.append((dialect.name, url, response))
         raise detection_error(self._settings, refused)
 
     def _read(
-        self, route: Dialect[Any], url: str, response: httpx.Response, count: int, *, probing: bool
+        self,
+        dialect: Dialect[Any],
+        url: str,
+        response: httpx.Response,
+        count: int,
+        *,
+        probing: bool,
     ) -> list[float] | None:
-        """Scores of a final answer; ``None`` means "try the next route" while probing."""
+        """Scores of a final answer; ``None`` means "try the next dialect" while probing."""
         status = response.status_code
         if 200 <= status < 300:
             try:
@@ -126,22 +132,22 @@ class Protocol:
             from rerank_plugins.wire import ResponseShapeError  # loaded in __init__
 
             try:
-                scores = route.read_scores(payload, count)
+                scores = dialect.read_scores(payload, count)
             except ResponseShapeError as err:
                 msg = f"POST {url} answered {status} {err}"
                 raise RemoteRerankError(msg, status_code=status, body=response.text) from err
-            if self._route is None:
-                logger.info("%s speaks the %r rerank API; using it from now on.", url, route.name)
-                self._route = route
+            if self._dialect is None:
+                logger.info("%s speaks the %r rerank API; using it from now on.", url, dialect.name)
+                self._dialect = dialect
             return scores
         limit = _limit_in(response.text) if status in (413, 422) else None
         if limit is not None or (status == 413 and not is_length_error(response.text)):
-            error = status_error(self._settings, route.name, route.path, url, response, count)
+            error = status_error(self._settings, dialect.name, dialect.path, url, response, count)
             raise TooManyDocumentsError(error, limit)
         if probing and status in _PROBE_FALLBACK_STATUSES:
             logger.debug("%s answered %d; trying the next rerank API.", url, status)
             return None
-        raise status_error(self._settings, route.name, route.path, url, response, count)
+        raise status_error(self._settings, dialect.name, dialect.path, url, response, count)
 
     # --- splitting ----------------------------------------------------------------------------
 
