@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from rerank_plugins import MissingDependencyError, RemoteScorer
-from rerank_plugins.client._retry import retry_after as _retry_after
+from rerank_plugins.client._retry import retry_after
 
 pytestmark = pytest.mark.integration
 
@@ -181,12 +181,12 @@ def test_a_missing_dependency_names_the_extra(
     ids=["absent", "seconds", "zero", "negative", "capped", "garbage"],
 )
 def test_retry_after_seconds(header: str | None, expected: float | None) -> None:
-    assert _retry_after(header) == expected
+    assert retry_after(header) == expected
 
 
 def test_retry_after_http_date() -> None:
     header = email.utils.formatdate(time.time() + 10, usegmt=True)
-    delay = _retry_after(header)
+    delay = retry_after(header)
     assert delay is not None
     assert 8 <= delay <= 10
 
@@ -237,3 +237,19 @@ def test_non_finite_threshold_and_lone_surrogate_fail_before_any_request(
     ):
         call(remote)
     assert server.seen == []
+
+
+def test_importing_the_client_is_light() -> None:
+    """httpx, tenacity and the wire formats' pydantic models load with the first scorer."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from rerank_plugins.client import RemoteScorer; "
+        "heavy = ['httpx', 'tenacity', 'pydantic', 'rerank_plugins.wire', 'fastapi']; "
+        "print(','.join(m for m in heavy if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""
