@@ -49,6 +49,7 @@ __all__ = [
     "Reply",
     "ResponseShapeError",
     "ServiceModel",
+    "ServiceResult",
     "Text",
     "UnsupportedFieldError",
     "Usage",
@@ -241,6 +242,18 @@ class ServiceModel(BaseModel):
     """
 
     model_config = ConfigDict(extra="allow")
+
+
+class ServiceResult(ServiceModel):
+    """One result as Cohere, Jina and vLLM answer it.
+
+    ``index``, ``relevance_score``, and the document when it was asked for (vLLM's may
+    carry ``multi_modal: null``).
+    """
+
+    index: int
+    relevance_score: float
+    document: DocumentObject | None = None
 
 
 class Usage(BaseModel):

@@ -31,6 +31,7 @@ from rerank_plugins.wire._common import (
     Query,
     Reply,
     ServiceModel,
+    ServiceResult,
     UnsupportedFieldError,
     Usage,
     document_json,
@@ -46,7 +47,6 @@ __all__ = [
     "ApiVersion",
     "BilledUnits",
     "CohereResponse",
-    "CohereResult",
     "MetaTokens",
     "RerankRequest",
     "RerankResponse",
@@ -131,19 +131,11 @@ class RerankResponse(BaseModel):
 # --- Cohere's own response -------------------------------------------------------------------
 
 
-class CohereResult(ServiceModel):
-    """One result as Cohere answers it (v1 and v2)."""
-
-    index: int
-    relevance_score: float
-    document: DocumentObject | None = None
-
-
 class CohereResponse(ServiceModel):
     """Cohere's rerank response (v1 and v2): ``id``, ``results`` best first, ``meta``."""
 
     id: str | None = None
-    results: list[CohereResult]
+    results: list[ServiceResult]
     meta: dict[str, object] | None = None
 
 
