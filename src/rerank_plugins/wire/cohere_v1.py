@@ -22,21 +22,18 @@ from rerank_plugins.wire._common import (
     MODEL,
     RETURN_DOCUMENTS,
     TOP_N,
-    Dialect,
     Document,
     DocumentObject,
-    Inputs,
     OnlyText,
     PositiveInt,
     Query,
-    Reply,
     ServiceModel,
     ServiceResult,
-    UnsupportedFieldError,
     Usage,
     document_json,
     document_text,
 )
+from rerank_plugins.wire._dialect import Dialect, Inputs, Reply, UnsupportedFieldError
 
 if TYPE_CHECKING:
     from rerank_plugins._results import RankResult

@@ -10,7 +10,8 @@ answers stay small; Jina's API needs ``model``.
 from __future__ import annotations
 
 from rerank_plugins.wire import cohere_v1
-from rerank_plugins.wire._common import Dialect, ServiceModel, ServiceResult
+from rerank_plugins.wire._common import ServiceModel, ServiceResult
+from rerank_plugins.wire._dialect import Dialect
 from rerank_plugins.wire.cohere_v1 import RerankRequest
 
 __all__ = ["DIALECT", "JinaResponse", "JinaUsage"]

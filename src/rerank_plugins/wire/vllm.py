@@ -10,7 +10,8 @@ server parses and answers this body at ``/v1/rerank``.
 from __future__ import annotations
 
 from rerank_plugins.wire import cohere_v1
-from rerank_plugins.wire._common import Dialect, ServiceModel, ServiceResult
+from rerank_plugins.wire._common import ServiceModel, ServiceResult
+from rerank_plugins.wire._dialect import Dialect
 from rerank_plugins.wire.cohere_v1 import RerankRequest
 
 __all__ = ["DIALECT", "VLLMResponse", "VLLMUsage"]
