@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from rerank_plugins.wire import cohere_v1, cohere_v2, infinity, jina, tei, vllm
-from rerank_plugins.wire._common import (
+from rerank_plugins.wire._dialect import (
     Dialect,
     Inputs,
     Reply,

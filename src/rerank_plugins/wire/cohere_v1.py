@@ -22,20 +22,18 @@ from rerank_plugins.wire._common import (
     MODEL,
     RETURN_DOCUMENTS,
     TOP_N,
-    Dialect,
     Document,
     DocumentObject,
-    Inputs,
     OnlyText,
     PositiveInt,
     Query,
-    Reply,
     ServiceModel,
-    UnsupportedFieldError,
+    ServiceResult,
     Usage,
     document_json,
     document_text,
 )
+from rerank_plugins.wire._dialect import Dialect, Inputs, Reply, UnsupportedFieldError
 
 if TYPE_CHECKING:
     from rerank_plugins._results import RankResult
@@ -46,7 +44,6 @@ __all__ = [
     "ApiVersion",
     "BilledUnits",
     "CohereResponse",
-    "CohereResult",
     "MetaTokens",
     "RerankRequest",
     "RerankResponse",
@@ -131,19 +128,11 @@ class RerankResponse(BaseModel):
 # --- Cohere's own response -------------------------------------------------------------------
 
 
-class CohereResult(ServiceModel):
-    """One result as Cohere answers it (v1 and v2)."""
-
-    index: int
-    relevance_score: float
-    document: DocumentObject | None = None
-
-
 class CohereResponse(ServiceModel):
     """Cohere's rerank response (v1 and v2): ``id``, ``results`` best first, ``meta``."""
 
     id: str | None = None
-    results: list[CohereResult]
+    results: list[ServiceResult]
     meta: dict[str, object] | None = None
 
 

@@ -17,14 +17,12 @@ from rerank_plugins.wire._common import (
     MODEL,
     RETURN_DOCUMENTS,
     TOP_N,
-    Dialect,
     Document,
-    Inputs,
     PositiveInt,
     Query,
-    Reply,
     document_text,
 )
+from rerank_plugins.wire._dialect import Dialect, Inputs, Reply
 from rerank_plugins.wire.cohere_v1 import CohereResponse, cohere_reply
 
 if TYPE_CHECKING:

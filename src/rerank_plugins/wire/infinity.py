@@ -17,18 +17,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from rerank_plugins.wire._common import (
-    MODEL,
-    TOP_N,
-    Dialect,
-    Inputs,
-    OnlyFalse,
-    PositiveInt,
-    Query,
-    Reply,
-    Text,
-    Usage,
-)
+from rerank_plugins.wire._common import MODEL, TOP_N, OnlyFalse, PositiveInt, Query, Text, Usage
+from rerank_plugins.wire._dialect import Dialect, Inputs, Reply
 from rerank_plugins.wire.tei import refuse_raw_scores
 
 if TYPE_CHECKING:

@@ -10,18 +10,11 @@ answers stay small; Jina's API needs ``model``.
 from __future__ import annotations
 
 from rerank_plugins.wire import cohere_v1
-from rerank_plugins.wire._common import Dialect, DocumentObject, ServiceModel
+from rerank_plugins.wire._common import ServiceModel, ServiceResult
+from rerank_plugins.wire._dialect import Dialect
 from rerank_plugins.wire.cohere_v1 import RerankRequest
 
-__all__ = ["DIALECT", "JinaResponse", "JinaResult", "JinaUsage"]
-
-
-class JinaResult(ServiceModel):
-    """One result as Jina answers it."""
-
-    index: int
-    relevance_score: float
-    document: DocumentObject | None = None
+__all__ = ["DIALECT", "JinaResponse", "JinaUsage"]
 
 
 class JinaUsage(ServiceModel):
@@ -35,7 +28,7 @@ class JinaResponse(ServiceModel):
 
     model: str | None = None
     usage: JinaUsage | None = None
-    results: list[JinaResult]
+    results: list[ServiceResult]
 
 
 DIALECT: Dialect[RerankRequest] = Dialect(

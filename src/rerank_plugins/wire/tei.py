@@ -14,16 +14,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field, RootModel
 
-from rerank_plugins.wire._common import (
-    Dialect,
-    Inputs,
-    OnlyFalse,
-    OnlyRight,
-    Query,
-    Reply,
-    Text,
-    UnsupportedFieldError,
-)
+from rerank_plugins.wire._common import OnlyFalse, OnlyRight, Query, Text
+from rerank_plugins.wire._dialect import Dialect, Inputs, Reply, UnsupportedFieldError
 
 if TYPE_CHECKING:
     from rerank_plugins._results import RankResult

@@ -10,18 +10,11 @@ server parses and answers this body at ``/v1/rerank``.
 from __future__ import annotations
 
 from rerank_plugins.wire import cohere_v1
-from rerank_plugins.wire._common import Dialect, DocumentObject, ServiceModel
+from rerank_plugins.wire._common import ServiceModel, ServiceResult
+from rerank_plugins.wire._dialect import Dialect
 from rerank_plugins.wire.cohere_v1 import RerankRequest
 
-__all__ = ["DIALECT", "VLLMResponse", "VLLMResult", "VLLMUsage"]
-
-
-class VLLMResult(ServiceModel):
-    """One result as vLLM answers it (its ``document`` may carry ``multi_modal: null``)."""
-
-    index: int
-    relevance_score: float
-    document: DocumentObject | None = None
+__all__ = ["DIALECT", "VLLMResponse", "VLLMUsage"]
 
 
 class VLLMUsage(ServiceModel):
@@ -37,7 +30,7 @@ class VLLMResponse(ServiceModel):
     id: str | None = None
     model: str | None = None
     usage: VLLMUsage | None = None
-    results: list[VLLMResult]
+    results: list[ServiceResult]
 
 
 DIALECT: Dialect[RerankRequest] = Dialect(
