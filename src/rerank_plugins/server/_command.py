@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 from typing import Any
 
@@ -20,6 +19,7 @@ from rerank_plugins.server._defaults import (
     DEFAULT_MAX_DOCUMENTS,
     DEFAULT_MAX_QUEUE_SECONDS,
     REQUEST_TIMEOUT_HEADER,
+    positive_seconds,
 )
 
 __all__ = ["GRACEFUL_SHUTDOWN_S", "LOG_LEVELS", "add_parser", "run"]
@@ -45,11 +45,8 @@ def _port(value: str) -> int:
 
 
 def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
+    seconds = positive_seconds(value)
+    if seconds is None:
         msg = f"must be a positive number of seconds, got {value!r}"
         raise argparse.ArgumentTypeError(msg)
     return seconds

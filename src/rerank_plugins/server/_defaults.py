@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 __all__ = [
     "API_KEY_ENV",
     "DEFAULT_MAX_DOCUMENTS",
@@ -9,6 +11,7 @@ __all__ = [
     "DEFAULT_MAX_QUEUE_SECONDS",
     "REQUEST_TIMEOUT_HEADER",
     "default_max_body_bytes",
+    "positive_seconds",
 ]
 
 API_KEY_ENV = "RERANK_PLUGINS_API_KEY"
@@ -45,3 +48,22 @@ def default_max_body_bytes(max_documents: int, max_document_chars: int) -> int:
     """
     per_text = max_document_chars * _BYTES_PER_CHAR + _BYTES_PER_DOCUMENT
     return (max_documents + 1) * per_text + _BODY_SLACK_BYTES
+
+
+def positive_seconds(value: object) -> float | None:
+    """``value`` as a positive, finite number of seconds, or ``None`` when it is not one.
+
+    The one check behind ``create_app(request_timeout=..., max_queue_seconds=...)``, the
+    ``serve`` options and the ``X-Request-Timeout`` header; each caller words its own
+    error. Strings (option and header values) are parsed; ``bool`` is not a number here.
+    """
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value) or value <= 0:
+        return None
+    return float(value)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from rerank_plugins import MissingDependencyError, RemoteScorer
-from rerank_plugins.client import _retry_after
+from rerank_plugins.client._retry import retry_after
 
 pytestmark = pytest.mark.integration
 
@@ -160,13 +160,16 @@ async def test_a_user_async_client_is_used_and_left_open(serve: Any, fakes: Any)
     assert sent == [f"{url}/v1/rerank"]
 
 
-def test_missing_httpx_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("missing", ["httpx", "tenacity"])
+def test_a_missing_dependency_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
     import rerank_plugins._optional as optional
 
-    monkeypatch.setattr(optional, "is_available", lambda module: module != "httpx")
+    monkeypatch.setattr(optional, "is_available", lambda module: module != missing)
     with pytest.raises(
         MissingDependencyError,
-        match=r"RemoteScorer needs 'httpx', which is not installed\. Install it with: "
+        match=rf"RemoteScorer needs '{missing}', which is not installed\. Install it with: "
         r'pip install "rerank-plugins\[remote\]"',
     ):
         RemoteScorer("http://127.0.0.1:9")
@@ -178,12 +181,12 @@ def test_missing_httpx_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     ids=["absent", "seconds", "zero", "negative", "capped", "garbage"],
 )
 def test_retry_after_seconds(header: str | None, expected: float | None) -> None:
-    assert _retry_after(header) == expected
+    assert retry_after(header) == expected
 
 
 def test_retry_after_http_date() -> None:
     header = email.utils.formatdate(time.time() + 10, usegmt=True)
-    delay = _retry_after(header)
+    delay = retry_after(header)
     assert delay is not None
     assert 8 <= delay <= 10
 
@@ -234,3 +237,19 @@ def test_non_finite_threshold_and_lone_surrogate_fail_before_any_request(
     ):
         call(remote)
     assert server.seen == []
+
+
+def test_importing_the_client_is_light() -> None:
+    """httpx, tenacity and the wire formats' pydantic models load with the first scorer."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from rerank_plugins.client import RemoteScorer; "
+        "heavy = ['httpx', 'tenacity', 'pydantic', 'rerank_plugins.wire', 'fastapi']; "
+        "print(','.join(m for m in heavy if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""

@@ -142,7 +142,7 @@ async def test_504_names_the_option(mode: str) -> None:
 def test_retry_after_is_capped_at_60_s(monkeypatch: pytest.MonkeyPatch) -> None:
     """A server asking for an hour must not stall the caller for an hour."""
     waits: list[float] = []
-    monkeypatch.setattr("rerank_plugins.client.time.sleep", waits.append)
+    monkeypatch.setattr("time.sleep", waits.append)  # tenacity sleeps with time.sleep
     seen, handle = scripted([status(429, {"Retry-After": "3600"}), httpx.Response(200, json=OK)])
     client = httpx.Client(transport=httpx.MockTransport(handle))
 

@@ -1,0 +1,312 @@
+"""``RemoteScorer``: the local scorer's interface over a remote rerank service.
+
+This is the wiring: settings, the shared protocol core (``_protocol``), the retry policy
+(``_retry``) and the two transports (``_transports``). The only code written twice here is
+what must differ between sync and async: sending split requests one after another, or a
+few at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from rerank_plugins._context import DEFAULT_NEAR_DUPLICATE_THRESHOLD, ContextOptions, Order
+from rerank_plugins._optional import require
+from rerank_plugins._results import RankResult, check_inputs, select_top
+from rerank_plugins.client._protocol import Protocol, TooManyDocumentsError, adrive, drive
+from rerank_plugins.client._settings import RemoteProtocol, Settings
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    import httpx
+    from typing_extensions import Self
+
+    from rerank_plugins.client._transports import AsyncTransport, SyncTransport
+
+__all__ = ["RemoteScorer"]
+
+_MAX_PARALLEL_REQUESTS = 4
+
+
+class RemoteScorer:
+    """Scores (query, passage) pairs with a remote rerank service; thread-safe and shareable.
+
+    It has the local scorer's interface, so ``CrossEncoderRerank(scorer=RemoteScorer(...))``
+    works in both adapters. Requests that fail with 429, 502 or 503, or that could not be
+    sent (connection errors, connect timeouts) are retried with exponential backoff,
+    honouring ``Retry-After``; a request that timed out waiting for its answer is not
+    (``retry_read_timeouts``). Other answers raise
+    :class:`~rerank_plugins.errors.RemoteRerankError` at once. Each request carries an
+    ``X-Request-Timeout`` header with ``timeout``, so our server drops work this client
+    would no longer wait for (other servers ignore it). Large
+    requests are split into several (``max_documents_per_request``, or the limit learned
+    from a 413 answer) and the results merged. The sync methods use an ``httpx.Client``,
+    the async ones an ``httpx.AsyncClient``; both are created on first use. Close them
+    with :meth:`close` / :meth:`aclose` or use the scorer as a (async) context manager.
+
+    Args:
+        base_url: The server root, e.g. ``"http://localhost:8080"`` or
+            ``"https://api.cohere.com"``. See the module docs for how paths are added.
+        api_key: Sent as ``Authorization: Bearer <api_key>`` (our server, Cohere, Jina,
+            vLLM, TEI and Infinity all read it there).
+        protocol: ``"auto"`` (detect with the first request), ``"cohere"``, ``"jina"``,
+            ``"tei"``, ``"vllm"`` or ``"infinity"``.
+        model: The model name sent in each request (Cohere and Jina require one); also
+            this scorer's :attr:`model`. Defaults to ``base_url`` as the name, sending none.
+        timeout: Seconds for each request (connect, write, read and pool each).
+        max_retries: Retries after the first attempt, for 429, 502, 503 and requests that
+            could not be sent. 0 disables retries.
+        retry_backoff: The first retry waits about this many seconds; each next one twice as
+            long (with jitter, at most 30 s). A ``Retry-After`` header (up to 60 s) wins.
+        retry_read_timeouts: Also retry a request whose answer did not come within
+            ``timeout`` (``httpx.ReadTimeout``, or a 504 from a gateway). Off by default: the
+            server is most likely still busy with that very request, and sending it again
+            adds the same work to its queue.
+        max_documents_per_request: Split larger requests into requests of this many
+            documents. ``None`` sends everything at once, until a 413 teaches a limit.
+        headers: Extra headers for every request.
+        extra_body: Extra fields for every request body, e.g.
+            ``{"truncate_prompt_tokens": 512}`` for vLLM or ``{"max_tokens_per_doc": 1024}``
+            for Cohere.
+        http_client: An ``httpx.Client`` to use for the sync methods (proxies, TLS...).
+            Not closed by :meth:`close`.
+        async_http_client: An ``httpx.AsyncClient`` for the async methods. Not closed by
+            :meth:`aclose`.
+
+    Example:
+        >>> with RemoteScorer("http://localhost:8080") as scorer:
+        ...     best = scorer.rank("What is a cross-encoder?", passages, top_n=3)
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        protocol: RemoteProtocol = "auto",
+        model: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 3,
+        retry_backoff: float = 0.5,
+        retry_read_timeouts: bool = False,
+        max_documents_per_request: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        http_client: httpx.Client | None = None,
+        async_http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        require("httpx", extra="remote", feature="RemoteScorer")
+        require("tenacity", extra="remote", feature="RemoteScorer")
+        # Import httpx and tenacity (through these modules) only once both are known present.
+        from rerank_plugins.client._retry import RetryPolicy
+        from rerank_plugins.client._transports import AsyncTransport, SyncTransport
+
+        settings = Settings.create(
+            base_url,
+            api_key=api_key,
+            protocol=protocol,
+            model=model,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_backoff=retry_backoff,
+            retry_read_timeouts=retry_read_timeouts,
+            max_documents_per_request=max_documents_per_request,
+            headers=headers,
+            extra_body=extra_body,
+        )
+        self.base_url = settings.base_url
+        self.protocol: RemoteProtocol = settings.protocol
+        self.model: str = settings.model if settings.model is not None else settings.base_url
+        self.timeout = settings.timeout
+        self.max_retries = settings.max_retries
+        self.retry_backoff = settings.retry_backoff
+        self.retry_read_timeouts = settings.retry_read_timeouts
+        self.max_documents_per_request = settings.max_documents_per_request
+        self._protocol = Protocol(settings)
+        policy = RetryPolicy(settings)
+        owner = repr(self)
+        self._sync: SyncTransport = SyncTransport(settings, policy, owner=owner, client=http_client)
+        self._async: AsyncTransport = AsyncTransport(
+            settings, policy, owner=owner, client=async_http_client
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"RemoteScorer(base_url={self.base_url!r}, protocol={self.protocol!r}, "
+            f"model={self.model!r})"
+        )
+
+    # --- public API ---------------------------------------------------------------------------
+
+    def score(self, query: str, passages: Sequence[str]) -> list[float]:
+        """Return one relevance score per passage, in input order."""
+        return self._scores(query, check_inputs(query, passages))
+
+    async def ascore(self, query: str, passages: Sequence[str]) -> list[float]:
+        """Async :meth:`score`; split requests are sent up to 4 at a time."""
+        return await self._ascores(query, check_inputs(query, passages))
+
+    def rank(
+        self,
+        query: str,
+        passages: Sequence[str],
+        *,
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+        max_context_tokens: int | None = None,
+        length_function: Callable[[str], int] | str | None = None,
+        deduplicate: bool = False,
+        near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+        order: Order = "relevance",
+    ) -> list[RankResult]:
+        """Return passages best first, as :class:`RankResult` (ties keep input order).
+
+        The context options work as in ``CrossEncoderScorer.rank``, on this side of the
+        wire: duplicates are dropped before the request, and ``max_context_tokens`` needs
+        a ``length_function`` (a remote service has no tokenizer here).
+        """
+        context = ContextOptions.create(
+            top_n=top_n,
+            score_threshold=score_threshold,
+            max_context_tokens=max_context_tokens,
+            length_function=length_function,
+            deduplicate=deduplicate,
+            near_duplicate_threshold=near_duplicate_threshold,
+            order=order,
+        )
+        checked = check_inputs(query, passages)
+        return context.rank(checked, functools.partial(self._rank_all, query)).results
+
+    async def arank(
+        self,
+        query: str,
+        passages: Sequence[str],
+        *,
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+        max_context_tokens: int | None = None,
+        length_function: Callable[[str], int] | str | None = None,
+        deduplicate: bool = False,
+        near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+        order: Order = "relevance",
+    ) -> list[RankResult]:
+        """Async :meth:`rank`."""
+        context = ContextOptions.create(
+            top_n=top_n,
+            score_threshold=score_threshold,
+            max_context_tokens=max_context_tokens,
+            length_function=length_function,
+            deduplicate=deduplicate,
+            near_duplicate_threshold=near_duplicate_threshold,
+            order=order,
+        )
+        checked = check_inputs(query, passages)
+        selection = await context.arank(checked, functools.partial(self._arank_all, query))
+        return selection.results
+
+    def close(self) -> None:
+        """Close the sync HTTP client this scorer created; later calls raise ``RuntimeError``.
+
+        In async code, use :meth:`aclose`, which closes the async client too.
+        """
+        self._async.forget()
+        self._sync.close()
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients this scorer created; later calls raise ``RuntimeError``."""
+        self._sync.close()
+        await self._async.aclose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # --- the two drivers: the same plan, sent in sequence or a few at a time ------------------
+
+    def _rank_all(self, query: str, passages: list[str]) -> list[RankResult]:
+        return select_top(self._scores(query, passages), passages, None, None)
+
+    async def _arank_all(self, query: str, passages: list[str]) -> list[RankResult]:
+        return select_top(await self._ascores(query, passages), passages, None, None)
+
+    def _scores(self, query: str, checked: list[str]) -> list[float]:
+        """Scores of passages that already passed ``check_inputs``."""
+        scores: list[float] = [math.nan] * len(checked)
+        if checked:
+            self._score_range(query, checked, 0, len(checked), scores)
+        return scores
+
+    async def _ascores(self, query: str, checked: list[str]) -> list[float]:
+        """Async :meth:`_scores`."""
+        scores: list[float] = [math.nan] * len(checked)
+        if checked:
+            await self._ascore_range(query, checked, 0, len(checked), scores)
+        return scores
+
+    def _score_range(
+        self, query: str, passages: list[str], start: int, stop: int, out: list[float]
+    ) -> None:
+        chunks = self._protocol.split(start, stop)
+        if chunks is not None:
+            for chunk_start, chunk_stop in chunks:
+                self._score_range(query, passages, chunk_start, chunk_stop, out)
+            return
+        exchange = self._protocol.exchange(query, passages[start:stop])
+        try:
+            out[start:stop] = drive(exchange, self._sync.send)
+        except TooManyDocumentsError as refused:
+            self._protocol.learn_limit(refused, stop - start)
+            self._score_range(query, passages, start, stop, out)
+
+    async def _ascore_range(
+        self, query: str, passages: list[str], start: int, stop: int, out: list[float]
+    ) -> None:
+        chunks = self._protocol.split(start, stop)
+        if chunks is not None:
+            if self._protocol.detecting:  # detect the API with one request, not several at once
+                await self._ascore_range(query, passages, *chunks[0], out)
+                chunks = chunks[1:]
+            semaphore = asyncio.Semaphore(_MAX_PARALLEL_REQUESTS)
+
+            async def run(chunk_start: int, chunk_stop: int) -> None:
+                async with semaphore:
+                    await self._ascore_range(query, passages, chunk_start, chunk_stop, out)
+
+            tasks = [asyncio.ensure_future(run(a, b)) for a, b in chunks]
+            try:
+                await asyncio.gather(*tasks)
+            except BaseException:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+            return
+        exchange = self._protocol.exchange(query, passages[start:stop])
+        try:
+            out[start:stop] = await adrive(exchange, self._async.send)
+        except TooManyDocumentsError as refused:
+            self._protocol.learn_limit(refused, stop - start)
+            await self._ascore_range(query, passages, start, stop, out)
