@@ -119,14 +119,7 @@ class RemoteScorer:
             headers=headers,
             extra_body=extra_body,
         )
-        self.base_url = settings.base_url
-        self.protocol: RemoteProtocol = settings.protocol
-        self.model: str = settings.model if settings.model is not None else settings.base_url
-        self.timeout = settings.timeout
-        self.max_retries = settings.max_retries
-        self.retry_backoff = settings.retry_backoff
-        self.retry_read_timeouts = settings.retry_read_timeouts
-        self.max_documents_per_request = settings.max_documents_per_request
+        self._settings = settings
         self._protocol = Protocol(settings)
         policy = RetryPolicy(settings)
         owner = repr(self)
@@ -134,6 +127,48 @@ class RemoteScorer:
         self._async: AsyncTransport = AsyncTransport(
             settings, policy, owner=owner, client=async_http_client
         )
+
+    # The settings are fixed at construction (both transports and the retry policy hold them),
+    # so they are read-only: assigning one raises instead of being silently ignored.
+    @property
+    def base_url(self) -> str:
+        """The server's URL as given, without a trailing slash."""
+        return self._settings.base_url
+
+    @property
+    def protocol(self) -> RemoteProtocol:
+        """The wire dialect requested (``"auto"`` probes the server on first use)."""
+        return self._settings.protocol
+
+    @property
+    def model(self) -> str:
+        """The model name sent to the server (``base_url`` when none was given)."""
+        return self._settings.model if self._settings.model is not None else self.base_url
+
+    @property
+    def timeout(self) -> float:
+        """Seconds to wait for one HTTP attempt."""
+        return self._settings.timeout
+
+    @property
+    def max_retries(self) -> int:
+        """Retries after the first attempt, for the errors the retry policy covers."""
+        return self._settings.max_retries
+
+    @property
+    def retry_backoff(self) -> float:
+        """Base of the exponential backoff between retries, in seconds."""
+        return self._settings.retry_backoff
+
+    @property
+    def retry_read_timeouts(self) -> bool:
+        """Whether read timeouts and 504 are retried too."""
+        return self._settings.retry_read_timeouts
+
+    @property
+    def max_documents_per_request(self) -> int | None:
+        """The most documents sent in one request (``None``: as many as the server takes)."""
+        return self._settings.max_documents_per_request
 
     def __repr__(self) -> str:
         return (

@@ -253,3 +253,31 @@ def test_importing_the_client_is_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_settings_are_readable_and_read_only() -> None:
+    """The settings are fixed at construction: assigning one used to be silently ignored.
+
+    Since the transports and the retry policy share one frozen settings object, a later
+    ``remote.max_retries = 0`` would change nothing; it must raise rather than mislead.
+    """
+    remote = RemoteScorer(
+        "http://localhost:1/v1/",
+        protocol="jina",
+        timeout=5.0,
+        max_retries=2,
+        retry_backoff=0.25,
+        retry_read_timeouts=True,
+        max_documents_per_request=7,
+    )
+    assert (remote.base_url, remote.protocol, remote.model) == (
+        "http://localhost:1/v1",
+        "jina",
+        "http://localhost:1/v1",
+    )
+    assert (remote.timeout, remote.max_retries, remote.retry_backoff) == (5.0, 2, 0.25)
+    assert remote.retry_read_timeouts is True
+    assert remote.max_documents_per_request == 7
+    with pytest.raises(AttributeError):
+        remote.max_retries = 0  # type: ignore[misc]
+    remote.close()
