@@ -161,7 +161,7 @@ def oom_recovery(
     long_pairs = sorted(passages, key=lambda p: -len(p.split()))[: 8 if dry_run else 1024]
     query = requests[0].query
     counter = _OomCounter()
-    logging.getLogger("rerank_plugins.scorer.cross_encoder").addHandler(counter)
+    logging.getLogger("rerank_plugins.scorer._forward").addHandler(counter)
     dtype = "float32" if dry_run else "bfloat16"
     ordinary = CrossEncoderScorer(str(model), device=device, dtype=dtype, backend="torch")
     expected = ordinary.score(query, long_pairs)
@@ -187,7 +187,7 @@ def oom_recovery(
         if cap is not None:
             torch.cuda.set_per_process_memory_fraction(1.0, device)
         huge.close()
-        logging.getLogger("rerank_plugins.scorer.cross_encoder").removeHandler(counter)
+        logging.getLogger("rerank_plugins.scorer._forward").removeHandler(counter)
     diff = max(abs(a - b) for a, b in zip(expected, got, strict=True))
     return {
         "pairs": len(long_pairs),

@@ -265,6 +265,24 @@ class MicroBatcher:
             )
 
 
+def weak_runner(run_jobs: Callable[[list[Job]], None]) -> Callable[[list[Job]], None]:
+    """``run_jobs``, a bound method, reached through a weak reference to its object.
+
+    The worker thread holds the batcher, never the scorer, so a scorer dropped without
+    ``close()`` is freed (and its finalizer ends the thread).
+    """
+    method = weakref.WeakMethod(run_jobs)
+
+    def run_weakly(jobs: list[Job]) -> None:
+        bound = method()
+        if bound is None:
+            msg = "The scorer was garbage-collected before it could answer this request."
+            raise RuntimeError(msg)
+        bound(jobs)
+
+    return run_weakly
+
+
 _batchers: weakref.WeakSet[MicroBatcher] = weakref.WeakSet()
 
 

@@ -163,7 +163,7 @@ def test_cuda_oom_on_one_pair_fails_only_its_request(
             return_exceptions=True,
         )
 
-    with caplog.at_level(logging.WARNING, logger="rerank_plugins.scorer.cross_encoder"):
+    with caplog.at_level(logging.WARNING, logger="rerank_plugins.scorer"):
         first, failed, second = asyncio.run(together())
     assert isinstance(failed, torch.cuda.OutOfMemoryError)
     assert first == pytest.approx(serial[0], abs=1e-5)
