@@ -40,14 +40,21 @@ class EncodedRound:
 
 
 def encode_round(jobs: list[Job], encode: Encode) -> EncodedRound:
-    """Tokenize every job; a job whose encoding fails records its error and gets no rows."""
+    """Tokenize every job; a job whose encoding fails records its error and gets no rows.
+
+    A job the encoder thread already prepared (``overlap_tokenization``) keeps that
+    encoding, or that error.
+    """
     encoded_round = EncodedRound(jobs)
     for j, job in enumerate(jobs):
         try:
-            encoded_round.encodings[j] = encoded = encode(job.query, job.passages)
+            if isinstance(job.prepared, BaseException):
+                raise job.prepared
+            encoded = job.prepared if job.prepared is not None else encode(job.query, job.passages)
         except Exception as err:
             encoded_round.failures[j] = err
             continue
+        encoded_round.encodings[j] = encoded
         encoded_round.starts[j] = len(encoded_round.ids)
         encoded_round.ids.extend(encoded.ids)
         encoded_round.types.extend(encoded.types or [])

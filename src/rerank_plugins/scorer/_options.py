@@ -181,3 +181,13 @@ def _int8_device(requested: str | None, resolved: str) -> str:
         )
         raise ValueError(msg)
     return "cpu"
+
+
+def resolve_overlap(requested: bool | None, device: str) -> bool:
+    """``overlap_tokenization``: None turns it on for CUDA and off elsewhere (measured)."""
+    if requested is None:
+        return device.startswith("cuda")
+    if not isinstance(requested, bool):
+        msg = f"overlap_tokenization must be True, False or None, got {requested!r}."
+        raise TypeError(msg)
+    return requested

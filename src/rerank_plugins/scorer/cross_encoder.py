@@ -1,8 +1,4 @@
-"""The cross-encoder scorer: a Hugging Face sequence-classification model behind one worker.
-
-It wires the parts: ``_options``, a ``_backend`` loader (torch or ONNX Runtime), ``_encoding``,
-the ``_worker`` that coalesces calls, and a worker round (``_jobs``, ``_forward``).
-"""
+"""The cross-encoder scorer: a Hugging Face sequence-classification model behind one worker."""
 
 from __future__ import annotations
 
@@ -35,6 +31,7 @@ from rerank_plugins.scorer._options import (
     optional_positive_int,
     positive_int,
     resolve_backend_options,
+    resolve_overlap,
 )
 from rerank_plugins.scorer._packed import packed_encoder
 from rerank_plugins.scorer._torch_backend import TorchLoader
@@ -98,6 +95,9 @@ class CrossEncoderScorer:
         onnx_quantize: With ``backend="onnx"``, the same as ``dtype="int8"`` (kept as an
             alias): faster on CPU, but scores move and rankings can change. Measure it on
             your data before relying on it (``benchmarks/agreement.py`` reports agreement).
+        overlap_tokenization: Tokenize the next round of calls on a second thread while the
+            device scores the current one. None (default): on for CUDA, off on the CPU,
+            where both compete for the same cores (see ``docs/guides/performance.md``).
     """
 
     def __init__(
@@ -122,6 +122,7 @@ class CrossEncoderScorer:
         max_queue_pairs: int | None = None,
         backend: str = "auto",
         onnx_quantize: bool = False,
+        overlap_tokenization: bool | None = None,
     ) -> None:
         model = model_name(model)
         self.long_passages, self.window_size, self.window_stride = check_window_options(
@@ -134,30 +135,28 @@ class CrossEncoderScorer:
             onnx_quantize=onnx_quantize,
             onnx_device=onnx_device,
         )
+        self.overlap_tokenization = resolve_overlap(overlap_tokenization, options.device)
         self.batch_size = positive_int("batch_size", batch_size, options.default_batch_size)
         self.max_batch_tokens = positive_int(
             "max_batch_tokens", max_batch_tokens, options.default_batch_tokens
         )
-        files = load_config_and_tokenizer(
-            model,
-            revision=revision,
-            local_files_only=local_files_only,
-            trust_remote_code=trust_remote_code,
-            token=token,
-        )
+        hub: dict[str, Any] = {
+            "revision": revision,
+            "local_files_only": local_files_only,
+            "trust_remote_code": trust_remote_code,
+            "token": token,
+        }
         request = LoadRequest(
             model=model,
-            files=files,
-            revision=revision,
+            files=load_config_and_tokenizer(model, **hub),
             device=options.device,
             dtype=options.dtype,
             quantize=options.quantize,
             max_length=max_length,
             activation=activation,
-            local_files_only=local_files_only,
-            trust_remote_code=trust_remote_code,
-            token=token,
+            **hub,
         )
+        # The scorer chooses the backends to try; each implements the Loader interface.
         chosen, loaded = load_first(_loaders(options), request)
         self.model = model
         self.backend = chosen
@@ -185,6 +184,7 @@ class CrossEncoderScorer:
         self._counter = TokenCounter(loaded.tokenizer, self._encoder)
         self._batcher = MicroBatcher(
             weak_runner(self._run_jobs),
+            prepare_job=weak_runner(self._prepare_job) if self.overlap_tokenization else None,
             max_wait=max_wait_ms / 1000,
             max_pairs=self.batch_size * 16,
             max_queue=positive_int("max_queue", max_queue, 0),
@@ -361,11 +361,12 @@ class CrossEncoderScorer:
         """Tokenize pairs (or windows of long passages) with ``tokenizer``; see PairEncoder."""
         return self._encoder.encode(tokenizer, query, passages)
 
-    def _run_jobs(self, jobs: list[Job]) -> None:
-        """Worker side: encode every job, score all pairs in shared batches, resolve futures.
+    def _prepare_job(self, job: Job) -> Encoded:
+        """Encoder thread (``overlap_tokenization``): tokenize a job ahead of its round."""
+        return self._encode(self._tokenizer, job.query, job.passages)
 
-        See :mod:`~rerank_plugins.scorer._jobs` for how failures stay with their own job.
-        """
+    def _run_jobs(self, jobs: list[Job]) -> None:
+        """Worker side: encode, score in shared batches, resolve futures (see ``_jobs``)."""
         encoded = encode_round(jobs, functools.partial(self._encode, self._tokenizer))
         score_round(
             encoded, self._forward, max_tokens=self.max_batch_tokens, max_size=self.batch_size

@@ -40,11 +40,24 @@ def oov_model(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return path
 
 
-@pytest.fixture(scope="module", params=["torch", "onnx"])
+@pytest.fixture(
+    scope="module",
+    params=[("torch", False), ("onnx", False), ("torch", True)],
+    ids=["torch", "onnx", "torch-overlap"],
+)
 def scorer(request: pytest.FixtureRequest, oov_model: Path) -> CrossEncoderScorer:
-    """Small batches, so that several requests share each batch; a long wait to coalesce."""
+    """Small batches, so that several requests share each batch; a long wait to coalesce.
+
+    ``torch-overlap`` runs every isolation test through the tokenize/device pipeline too.
+    """
+    backend, overlap = request.param
     return CrossEncoderScorer(
-        str(oov_model), device="cpu", backend=request.param, batch_size=4, max_wait_ms=100
+        str(oov_model),
+        device="cpu",
+        backend=backend,
+        batch_size=4,
+        max_wait_ms=100,
+        overlap_tokenization=overlap,
     )
 
 
