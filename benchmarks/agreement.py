@@ -190,7 +190,7 @@ def load_modes(
     names: Sequence[str], model: Path, data: Data, workdir: Path
 ) -> tuple[dict[str, Scorer], dict[str, float]]:
     """Load every mode; the int8 attempts are built from the reference's cached export."""
-    from rerank_plugins.scorer._onnx import OnnxCrossEncoder
+    from rerank_plugins.scorer._onnx_runtime import OnnxCrossEncoder
 
     loaded: dict[str, Scorer] = {}
     seconds: dict[str, float] = {}

@@ -223,10 +223,10 @@ def test_serve_bad_option_is_one_line_exit_2() -> None:
 
 def test_load_error_embeds_the_cause_on_one_line_without_doubled_periods() -> None:
     """Bug: "offline-mode'.. Check the id's spelling": the embedded cause kept its period."""
-    from rerank_plugins.scorer._loading import _load_error
+    from rerank_plugins.scorer._model_source import load_error
 
     cause = OSError("We couldn't connect.\nSee 'https://example.org/offline-mode'.")
-    message = str(_load_error("org/model", cause, local_files_only=False))
+    message = str(load_error("org/model", cause, local_files_only=False))
     assert message == (
         "Could not fetch model 'org/model' from the Hugging Face hub: We couldn't connect. "
         "See 'https://example.org/offline-mode'. Check the id's spelling, and that you are "

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rerank_plugins.presets import resolve_preset
-from rerank_plugins.scorer._loading import resolve_device, resolve_dtype
+from rerank_plugins.scorer._options import resolve_device, resolve_dtype
 from rerank_plugins.scorer.cross_encoder import CrossEncoderScorer
 
 _instances: dict[tuple[Any, ...], CrossEncoderScorer] = {}

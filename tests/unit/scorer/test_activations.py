@@ -12,7 +12,7 @@ from sentence_transformers import CrossEncoder
 
 from rerank_plugins import CrossEncoderScorer
 from rerank_plugins.errors import ModelLoadError
-from rerank_plugins.scorer._loading import _ACTIVATION_CLASSES, ACTIVATIONS
+from rerank_plugins.scorer._activation import _ACTIVATION_CLASSES, ACTIVATIONS
 
 QUERY = "why do cats sleep so much"
 PASSAGES = [

@@ -12,7 +12,7 @@ import pytest
 
 from rerank_plugins import CrossEncoderScorer, ModelLoadError, clear_scorers, get_scorer
 from rerank_plugins._cli_options import add_model_options, model_options
-from rerank_plugins.scorer import _onnx
+from rerank_plugins.scorer import _onnx_cache, _onnx_export
 from tests._tiny_models import RANKING_CASES
 
 QUERY = "How long does a cat sleep each day?"
@@ -24,7 +24,7 @@ def _export_in_process(
 ) -> None:
     """The export child's work, run in this process (faster to start)."""
     try:
-        _onnx._export_model(model, source, common, directory, quantize)
+        _onnx_export.export_model(model, source, common, directory, quantize)
     except Exception as err:
         raise ModelLoadError(f"Exporting {model!r} to ONNX failed: {err}") from err
 
@@ -32,8 +32,8 @@ def _export_in_process(
 @pytest.fixture(autouse=True)
 def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test exports into its own cache, never into ~/.cache."""
-    monkeypatch.setenv(_onnx.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setattr(_onnx, "_run_export", _export_in_process)
+    monkeypatch.setenv(_onnx_cache.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(_onnx_export, "run_export", _export_in_process)
     return tmp_path / "cache"
 
 

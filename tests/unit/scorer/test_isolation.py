@@ -40,11 +40,24 @@ def oov_model(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return path
 
 
-@pytest.fixture(scope="module", params=["torch", "onnx"])
+@pytest.fixture(
+    scope="module",
+    params=[("torch", False), ("onnx", False), ("torch", True)],
+    ids=["torch", "onnx", "torch-overlap"],
+)
 def scorer(request: pytest.FixtureRequest, oov_model: Path) -> CrossEncoderScorer:
-    """Small batches, so that several requests share each batch; a long wait to coalesce."""
+    """Small batches, so that several requests share each batch; a long wait to coalesce.
+
+    ``torch-overlap`` runs every isolation test through the tokenize/device pipeline too.
+    """
+    backend, overlap = request.param
     return CrossEncoderScorer(
-        str(oov_model), device="cpu", backend=request.param, batch_size=4, max_wait_ms=100
+        str(oov_model),
+        device="cpu",
+        backend=backend,
+        batch_size=4,
+        max_wait_ms=100,
+        overlap_tokenization=overlap,
     )
 
 
@@ -163,7 +176,7 @@ def test_cuda_oom_on_one_pair_fails_only_its_request(
             return_exceptions=True,
         )
 
-    with caplog.at_level(logging.WARNING, logger="rerank_plugins.scorer.cross_encoder"):
+    with caplog.at_level(logging.WARNING, logger="rerank_plugins.scorer"):
         first, failed, second = asyncio.run(together())
     assert isinstance(failed, torch.cuda.OutOfMemoryError)
     assert first == pytest.approx(serial[0], abs=1e-5)

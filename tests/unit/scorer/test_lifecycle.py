@@ -232,7 +232,7 @@ def test_token_counting_in_a_forked_child_while_another_thread_counts(tiny_bert:
     the fork stayed held in the child, where that thread does not exist."""
     scorer = CrossEncoderScorer(str(tiny_bert), device="cpu", backend="torch")
     expected = scorer.count_tokens("cats", PASSAGES)
-    with scorer._counting_lock:  # as if another thread were counting at the fork
+    with scorer._counter.lock:  # as if another thread were counting at the fork
         context = multiprocessing.get_context("fork")
         results = context.Queue()
         child = context.Process(target=_count_in_child, args=(scorer, results))

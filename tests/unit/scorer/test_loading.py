@@ -211,10 +211,10 @@ def test_create_app_accepts_a_path_object(tiny_bert: Path) -> None:
 
 def test_a_hub_id_near_a_preset_model_gets_a_suggestion() -> None:
     """When the hub answers 404 for a near miss of a preset's hub id, the message names it."""
-    from rerank_plugins.scorer._loading import _load_error
+    from rerank_plugins.scorer._model_source import load_error
 
     cause = OSError("cross-encoder/ms-marco-MiniLM-L7-v2 is not a valid model identifier.")
-    message = str(_load_error("cross-encoder/ms-marco-MiniLM-L7-v2", cause, local_files_only=False))
+    message = str(load_error("cross-encoder/ms-marco-MiniLM-L7-v2", cause, local_files_only=False))
     assert message == (
         "Could not fetch model 'cross-encoder/ms-marco-MiniLM-L7-v2' from the Hugging Face hub: "
         "cross-encoder/ms-marco-MiniLM-L7-v2 is not a valid model identifier. Did you mean "

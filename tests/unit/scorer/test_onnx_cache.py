@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from rerank_plugins import CrossEncoderScorer, ModelLoadError
-from rerank_plugins.scorer import _onnx
+from rerank_plugins.scorer import _onnx_cache, _onnx_export, _onnx_runtime
 
 QUERY = "How long does a cat sleep each day?"
 PASSAGES = ["A cat sleeps for sixteen hours a day.", "Lava flows down the volcano."]
@@ -23,8 +23,8 @@ PASSAGES = ["A cat sleeps for sixteen hours a day.", "Lava flows down the volcan
 @pytest.fixture
 def exports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Export in this process into a fresh cache; return the list of export directories."""
-    monkeypatch.setenv(_onnx.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setattr(_onnx, "_unwritable", {})
+    monkeypatch.setenv(_onnx_cache.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(_onnx_cache, "_unwritable", {})
     done: list[Path] = []
 
     def export(
@@ -32,11 +32,11 @@ def exports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     ) -> None:
         done.append(directory)
         try:
-            _onnx._export_model(model, source, common, directory, quantize)
+            _onnx_export.export_model(model, source, common, directory, quantize)
         except Exception as err:
             raise ModelLoadError(f"Exporting {model!r} to ONNX failed: {err}") from err
 
-    monkeypatch.setattr(_onnx, "_run_export", export)
+    monkeypatch.setattr(_onnx_export, "run_export", export)
     return done
 
 
@@ -50,13 +50,13 @@ def test_a_hub_snapshot_is_keyed_by_its_commit_not_by_its_files(tmp_path: Path) 
     snapshot = tmp_path / "models--org--model" / "snapshots" / "0123abcd"
     snapshot.mkdir(parents=True)
     (snapshot / "config.json").write_text("{}")
-    before = _onnx.cache_key("org/model", None, snapshot)
+    before = _onnx_cache.cache_key("org/model", None, snapshot)
     (snapshot / "model.safetensors").write_bytes(b"weights")
-    assert _onnx.cache_key("org/model", None, snapshot) == before
-    assert _onnx.cache_key("org/model", "main", snapshot) == before
+    assert _onnx_cache.cache_key("org/model", None, snapshot) == before
+    assert _onnx_cache.cache_key("org/model", "main", snapshot) == before
     other = snapshot.parent / "4567efgh"
     other.mkdir()
-    assert _onnx.cache_key("org/model", None, other) != before
+    assert _onnx_cache.cache_key("org/model", None, other) != before
 
 
 def test_a_local_model_is_keyed_by_its_contents(tmp_path: Path) -> None:
@@ -67,9 +67,9 @@ def test_a_local_model_is_keyed_by_its_contents(tmp_path: Path) -> None:
         directory.mkdir()
         (directory / "config.json").write_text('{"hidden_size": 32}')
         (directory / "model.safetensors").write_bytes(b"weights")
-    assert _onnx.cache_key("m", None, first) == _onnx.cache_key("m", None, copy)
+    assert _onnx_cache.cache_key("m", None, first) == _onnx_cache.cache_key("m", None, copy)
     (copy / "config.json").write_text('{"hidden_size": 64}')
-    assert _onnx.cache_key("m", None, first) != _onnx.cache_key("m", None, copy)
+    assert _onnx_cache.cache_key("m", None, first) != _onnx_cache.cache_key("m", None, copy)
 
 
 def test_the_manifest_is_written_last_and_lists_the_files(
@@ -79,11 +79,11 @@ def test_the_manifest_is_written_last_and_lists_the_files(
     written after every file, makes an entry count."""
     CrossEncoderScorer(str(tiny_bert), device="cpu", backend="onnx")
     (directory,) = exports
-    assert _onnx._complete(directory, "model.onnx")
+    assert _onnx_cache.complete(directory, "model.onnx")
     manifest = (directory / "export.json").read_text()
     assert f'"model.onnx": {(directory / "model.onnx").stat().st_size}' in manifest
     (directory / "export.json").unlink()  # as if the export had stopped before it
-    assert not _onnx._complete(directory, "model.onnx")
+    assert not _onnx_cache.complete(directory, "model.onnx")
 
 
 @pytest.mark.parametrize("backend", ["auto", "onnx"])
@@ -108,7 +108,7 @@ def test_a_broken_cache_entry_is_exported_again_once(
     else:  # same size, so the manifest still matches: it fails only when loaded
         model.write_bytes(b"\x00garbage" * (size // 8) + b"\x00" * (size % 8))
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="rerank_plugins.scorer._onnx"):
+    with caplog.at_level(logging.WARNING, logger="rerank_plugins.scorer"):
         scorer = CrossEncoderScorer(str(tiny_bert), device="cpu", backend=backend)
     assert scorer.backend == "onnx"
     assert scorer.score(QUERY, PASSAGES) == pytest.approx(expected, abs=1e-6)
@@ -130,7 +130,7 @@ def test_an_entry_broken_again_after_its_re_export_is_named(
     def refuse(self: Any, path: Path, *, device: str) -> None:
         raise RuntimeError("INVALID_PROTOBUF (injected)")
 
-    monkeypatch.setattr(_onnx.OnnxCrossEncoder, "__init__", refuse)
+    monkeypatch.setattr(_onnx_runtime.OnnxCrossEncoder, "__init__", refuse)
     message = r"^The ONNX export of '.+' at .+ could not be loaded: INVALID_PROTOBUF \(injected\)$"
     with pytest.raises(ModelLoadError, match=message):
         CrossEncoderScorer(str(tiny_bert), device="cpu", backend="onnx")
@@ -141,7 +141,7 @@ def _unwritable_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A cache directory that cannot be created (its parent is a file): fails even as root."""
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
-    monkeypatch.setenv(_onnx.CACHE_ENV, str(blocker / "cache"))
+    monkeypatch.setenv(_onnx_cache.CACHE_ENV, str(blocker / "cache"))
     return blocker
 
 
@@ -155,7 +155,7 @@ def test_an_unwritable_cache_makes_auto_use_torch_at_once(
     """Guards against every process start paying for an export it cannot keep (12-13 s
     against 4.8 s): backend='auto' must not export at all, and must say what to set."""
     _unwritable_cache(tmp_path, monkeypatch)
-    with caplog.at_level(logging.WARNING, logger="rerank_plugins.scorer._onnx"):
+    with caplog.at_level(logging.WARNING, logger="rerank_plugins.scorer"):
         first = CrossEncoderScorer(str(tiny_bert), device="cpu")
         second = CrossEncoderScorer(str(tiny_bert), device="cpu")
     assert (first.backend, second.backend) == ("torch", "torch")
@@ -176,7 +176,7 @@ def test_an_unwritable_cache_makes_onnx_export_to_a_temporary_directory_once(
     expected = CrossEncoderScorer(str(tiny_bert), device="cpu", backend="torch").score(
         QUERY, PASSAGES
     )
-    with caplog.at_level(logging.WARNING, logger="rerank_plugins.scorer._onnx"):
+    with caplog.at_level(logging.WARNING, logger="rerank_plugins.scorer"):
         first = CrossEncoderScorer(str(tiny_bert), device="cpu", backend="onnx")
         second = CrossEncoderScorer(str(tiny_bert), device="cpu", backend="onnx")
     assert first.score(QUERY, PASSAGES) == pytest.approx(expected, abs=1e-5)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rerank_plugins import CrossEncoderScorer
-from rerank_plugins.scorer import cross_encoder
+from rerank_plugins.scorer import _options
 from rerank_plugins.scorer._batching import plan_batches
 
 
@@ -18,7 +18,7 @@ def test_cpu_defaults_are_the_measured_ones(tiny_bert: Path) -> None:
     """~1k padded tokens per batch: 8k was ~1.6x slower on 2 cores (see the performance guide)."""
     scorer = CrossEncoderScorer(str(tiny_bert), device="cpu")
     assert (scorer.batch_size, scorer.max_batch_tokens) == (32, 1024)
-    assert (cross_encoder._GPU_BATCH_SIZE, cross_encoder._GPU_BATCH_TOKENS) == (512, 65_536)
+    assert (_options.GPU_BATCH_SIZE, _options.GPU_BATCH_TOKENS) == (512, 65_536)
 
 
 def test_torch_backend_uses_sdpa_attention(tiny_bert: Path) -> None:
