@@ -181,7 +181,7 @@ def find_corpus(explicit: str | None) -> Path | None:
     return next((path for path in candidates if path.is_file()), None)
 
 
-def _load_corpus(path: Path | None, vocab: Path) -> tuple[list[str], list[str]]:
+def _load_corpus(path: Path | None, model_dir: Path) -> tuple[list[str], list[str]]:
     """Return (questions, a long stream of words)."""
     if path is not None:
         questions: list[str] = []
@@ -195,7 +195,13 @@ def _load_corpus(path: Path | None, vocab: Path) -> tuple[list[str], list[str]]:
         return questions, words
     # Synthetic: whole words of the WordPiece vocabulary, Zipf-weighted, seeded.
     rng = random.Random(1234)
-    lexicon = [w for w in vocab.read_text().split("\n") if w.isalpha() and len(w) > 1][:20000]
+    # The vocabulary in id order, read through the tokenizer: transformers 5 saves only
+    # tokenizer.json, no vocab.txt.
+    from transformers import AutoTokenizer
+
+    vocab = AutoTokenizer.from_pretrained(model_dir).get_vocab()
+    lexicon = [w for w in sorted(vocab, key=vocab.__getitem__) if w.isalpha() and len(w) > 1]
+    lexicon = lexicon[:20000]
     weights = [1.0 / (rank + 10) for rank in range(len(lexicon))]
     words = rng.choices(lexicon, weights=weights, k=400_000)
     questions = [
@@ -209,7 +215,7 @@ def make_requests(
 ) -> list[Request]:
     """Build ``count`` requests of 100 passages with the workload's word-length distribution."""
     median, sigma, low, high = WORKLOADS[workload]
-    questions, words = _load_corpus(corpus, model_dir / "vocab.txt")
+    questions, words = _load_corpus(corpus, model_dir)
     rng = random.Random(f"{workload}-{seed}")
     requests = []
     for _ in range(count):
