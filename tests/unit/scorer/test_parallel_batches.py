@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,13 +42,36 @@ def two_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
 
 @pytest.mark.parametrize(
     ("count", "min_batches", "sizes"),
-    [(5, 1, [5]), (5, 2, [3, 2]), (1, 2, [1]), (0, 2, []), (7, 3, [3, 3, 1])],
+    [(5, 1, [5]), (5, 2, [3, 2]), (1, 2, [1]), (0, 2, []), (7, 3, [3, 2, 2])],
     ids=["one", "two", "single-item", "empty", "three"],
 )
 def test_min_batches_splits_small_rounds(count: int, min_batches: int, sizes: list[int]) -> None:
     batches = plan_batches([10] * count, max_tokens=1024, max_size=32, min_batches=min_batches)
     assert [len(batch) for batch in batches] == sizes
     assert sorted(i for batch in batches for i in batch) == list(range(count))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_batches_side_by_side_carry_about_equal_tokens(seed: int) -> None:
+    """Bug: 100 short pairs made 11 full batches and one of a single pair, so one of two
+    threads idled for a whole batch at the end (~9% of a short request)."""
+    rng = random.Random(seed)
+    lengths = [rng.randint(45, 60) for _ in range(100)]
+    batches = plan_batches(lengths, max_tokens=512, max_size=32, min_batches=2)
+    assert sorted(i for batch in batches for i in batch) == list(range(100))
+    assert len(batches) % 2 == 0
+    tokens = [sum(lengths[i] for i in batch) for batch in batches]
+    assert max(tokens) < 1.25 * min(tokens)
+    for batch in batches:
+        assert len(batch) * max(lengths[i] for i in batch) <= 512
+        assert lengths[batch[0]] == max(lengths[i] for i in batch)  # longest first
+
+
+def test_uneven_batches_stay_when_equal_ones_break_the_budget() -> None:
+    """Equal-token batches are only used where every one keeps within the limits."""
+    lengths = [500, 500, 200, 200, 100, 40, 40]  # equal tokens: [200], [200, 100, 40, 40]
+    batches = plan_batches(lengths, max_tokens=512, max_size=32, min_batches=2)
+    assert batches == [[0], [1], [2, 3], [4, 5, 6]]
 
 
 def test_onnx_cpu_session_runs_one_thread_per_batch(tiny_bert: Path, two_threads: None) -> None:
