@@ -130,7 +130,7 @@ def score_round(
                     failures[j] = job_err
 
     if parallel > 1 and len(batches) > 1:
-        # Each batch writes only its own rows of ``raw`` and its own jobs' failures.
+        # Batches write disjoint rows of ``raw``; ``failures`` is a dict keyed by job.
         with ThreadPoolExecutor(parallel, thread_name_prefix="rerank-plugins-batch") as pool:
             for done in [pool.submit(score_batch, batch) for batch in batches]:
                 done.result()
