@@ -9,7 +9,9 @@ Each round runs three modes on the same 16 requests (1 query x N passages each):
 
 - ``ours serial``: one thread calls ``scorer.score`` 16 times, one request after another;
 - ``ours 16 threads``: 16 threads call the same scorer at once (its worker coalesces them);
-- ``sentence-transformers 16 threads``: 16 threads call one ``CrossEncoder.predict`` at once.
+- ``sentence-transformers 16 threads``: 16 threads call one ``CrossEncoder.predict`` at once;
+- ``ours 16 threads, overlap`` (``--with-overlap``): 16 threads with
+  ``overlap_tokenization=True`` (the next round is tokenized while the current one runs).
 
 It reports throughput and per-request latency (from the common start to each caller's
 result), checks that every concurrent result equals the serial one, and writes
@@ -33,6 +35,7 @@ import _common as c
 import systems as s
 
 THREADS = 16
+OVERLAP = "ours 16 threads, overlap"
 
 
 def run_concurrent(
@@ -80,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passages", type=int, default=100, help="passages per request")
     parser.add_argument("--corpus", help="NQ-open oracle .jsonl.gz to draw passages from")
     parser.add_argument("--output", default="concurrency", help="results file stem")
+    parser.add_argument(
+        "--with-overlap",
+        action="store_true",
+        help="also run 16 threads with overlap_tokenization=True (off by default on the CPU)",
+    )
     args = parser.parse_args(argv)
     rounds, passages = (1, 10) if args.quick else (args.rounds, args.passages)
 
@@ -91,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     requests = [c.Request(r.query, r.passages[:passages]) for r in requests]
     ours = s.load("ours default", model)
     st = s.load("sentence-transformers", model)
+    overlap = s.load("ours default, overlap", model) if args.with_overlap else None
 
     def our_scores(request: c.Request) -> list[float]:
         scores, _ = ours.run(request)
@@ -100,9 +109,16 @@ def main(argv: list[str] | None = None) -> int:
         scores, _ = st.run(request)
         return scores or []
 
+    def overlap_scores(request: c.Request) -> list[float]:
+        scores, _ = overlap.run(request) if overlap else (None, None)
+        return scores or []
+
     our_scores(requests[-1])  # warm-up
     st_scores(requests[-1])
     modes = ["ours serial", "ours 16 threads", "sentence-transformers 16 threads"]
+    if overlap:
+        overlap_scores(requests[-1])
+        modes.append(OVERLAP)
     seconds: dict[str, list[float]] = {m: [] for m in modes}
     latencies: dict[str, list[float]] = {m: [] for m in modes}
     errors: dict[str, list[str]] = {m: [] for m in modes}
@@ -113,16 +129,23 @@ def main(argv: list[str] | None = None) -> int:
         serial_s, serial_lat, serial = run_serial(our_scores, batch)
         conc_s, conc_lat, concurrent, conc_err = run_concurrent(our_scores, batch)
         st_s, st_lat, _, st_err = run_concurrent(st_scores, batch)
-        for mode, sec, lat in (
+        timings = [
             ("ours serial", serial_s, serial_lat),
             ("ours 16 threads", conc_s, conc_lat),
             ("sentence-transformers 16 threads", st_s, st_lat),
-        ):
+        ]
+        pairs_to_check = list(zip(serial, concurrent, strict=True))
+        if overlap:
+            ovl_s, ovl_lat, overlapped, ovl_err = run_concurrent(overlap_scores, batch)
+            timings.append((OVERLAP, ovl_s, ovl_lat))
+            errors[OVERLAP] += [repr(e) for e in ovl_err]
+            pairs_to_check += zip(serial, overlapped, strict=True)
+        for mode, sec, lat in timings:
             seconds[mode].append(sec)
             latencies[mode].extend(lat)
         errors["ours 16 threads"] += [repr(e) for e in conc_err]
         errors["sentence-transformers 16 threads"] += [repr(e) for e in st_err]
-        for a, b in zip(serial, concurrent, strict=True):
+        for a, b in pairs_to_check:
             if b is None:
                 mismatches += 1
                 continue
@@ -132,9 +155,12 @@ def main(argv: list[str] | None = None) -> int:
         line = "  ".join(f"{m}={THREADS * passages / seconds[m][-1]:.1f}" for m in modes)
         print(f"round {round_index + 1}/{rounds} pairs/s: {line}", flush=True)
     ours.closer and ours.closer()  # type: ignore[func-returns-value]
+    if overlap and overlap.closer:
+        overlap.closer()
     facts["load_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
 
     pairs = THREADS * passages
+    checked = THREADS * rounds * (2 if overlap else 1)
     rows = []
     for mode in modes:
         vs_serial = [a / b for a, b in zip(seconds["ours serial"], seconds[mode], strict=True)]
@@ -166,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         f"at start/end: {facts['load_start']} / {facts['load_end']}; torch {facts['torch']}",
         f"- {THREADS} callers x {passages} passages (realistic lengths), {rounds} round(s); "
         "latency counts from the moment all callers are released",
-        f"- concurrent results equal to serial ones: {THREADS * rounds - mismatches}/"
-        f"{THREADS * rounds} (max abs score difference {max_diff:.1e}; equal means top-5 "
+        f"- concurrent results equal to serial ones: {checked - mismatches}/"
+        f"{checked} (max abs score difference {max_diff:.1e}; equal means top-5 "
         "identical and every score within 1e-5)",
         "",
         "| mode | pairs/s median (min-max) | request p50 / p95 ms | x ours serial "

@@ -103,9 +103,12 @@ SYSTEMS: dict[str, tuple[str, dict[str, Any]]] = {
     "ours torch fp32": ("ours", {"backend": "torch"}),
     "ours torch bf16": ("ours", {"dtype": "bfloat16"}),
     "ours onnx int8": ("ours", {"backend": "onnx", "onnx_quantize": True}),
+    # Tokenize the next round while the current one runs (off by default on the CPU).
+    "ours default, overlap": ("ours", {"overlap_tokenization": True}),
+    "ours torch fp32, overlap": ("ours", {"backend": "torch", "overlap_tokenization": True}),
 }
 # Systems whose first load exports an ONNX model (the startup runs time it separately).
-EXPORTS = frozenset({"ours default", "ours onnx int8"})
+EXPORTS = frozenset({"ours default", "ours onnx int8", "ours default, overlap"})
 
 
 def load(name: str, model: Path) -> System:

@@ -51,13 +51,16 @@ class Cell:
 def plan(args: argparse.Namespace, bf16_native: bool) -> list[Cell]:
     """Which systems run on which (model, workload), and for how many rounds."""
     bf16 = ["ours torch bf16"] if bf16_native or args.with_bf16 else []
+    overlap = ["ours default, overlap", "ours torch fp32, overlap"] if args.with_overlap else []
     core = ["sentence-transformers", "ours default", REFERENCE, "ours onnx int8"]
     if args.quick:
-        return [Cell("minilm-l6", "realistic", [*PEERS, *core[1:], *bf16], 2)]
+        return [Cell("minilm-l6", "realistic", [*PEERS, *core[1:], *bf16, *overlap], 2)]
     if args.modernbert:
         return [Cell("modernbert-xsmall", "realistic", core[:3], args.rounds)]
     cells = [
-        Cell("minilm-l6", "realistic", [*PEERS, *core[1:], "ours torch bf16"], args.rounds),
+        Cell(
+            "minilm-l6", "realistic", [*PEERS, *core[1:], "ours torch bf16", *overlap], args.rounds
+        ),
         Cell("minilm-l6", "short", core + bf16, args.rounds),
         Cell("minilm-l6", "long", core[:3] + bf16, args.rounds),
         Cell("minilm-l12", "realistic", core + bf16, args.rounds),
@@ -260,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         "--with-bf16",
         action="store_true",
         help="also run bf16 where the CPU has no native bf16 (slow)",
+    )
+    parser.add_argument(
+        "--with-overlap",
+        action="store_true",
+        help="also run ours with overlap_tokenization=True (off by default on the CPU)",
     )
     parser.add_argument(
         "--modernbert",

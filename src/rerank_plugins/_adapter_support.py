@@ -11,7 +11,9 @@ from rerank_plugins._results import RankResult, Scorer
 
 # CrossEncoderScorer options that are fields of neither adapter: queue and batching knobs of
 # a shared scorer, not of one reranker. They are still accepted in ``scorer_options``.
-SCORER_ONLY_OPTIONS = frozenset({"max_wait_ms", "max_queue", "max_queue_pairs"})
+SCORER_ONLY_OPTIONS = frozenset(
+    {"max_wait_ms", "max_queue", "max_queue_pairs", "overlap_tokenization"}
+)
 
 
 class ScorerOptions(BaseModel):

@@ -27,21 +27,21 @@ on the CPU.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Final
+from typing import Final, Generic, TypeVar
 
-if TYPE_CHECKING:
-    from rerank_plugins.scorer._worker import Job
+# A job of the worker (``_worker.Job``); generic, so that this module imports no other.
+_Job = TypeVar("_Job")
 
 
-class _Wake:
+class Wake:
     """The type of :data:`WAKE`."""
 
 
-WAKE: Final = _Wake()
+WAKE: Final = Wake()
 _EMPTY: Final = object()
 
 
-class Handoff:
+class Handoff(Generic[_Job]):
     """A one-round slot from the encoder thread to the device thread.
 
     ``None`` in the slot is the stop mark: the device thread ends after the rounds before it.
@@ -57,18 +57,18 @@ class Handoff:
         with self._ready:
             self._ready.wait_for(lambda: self._slot is _EMPTY)
 
-    def put(self, jobs: list[Job] | None) -> None:
+    def put(self, jobs: list[_Job] | None) -> None:
         """Hand over a round (or the stop mark), waiting for the slot to be free."""
         with self._ready:
             self._ready.wait_for(lambda: self._slot is _EMPTY)
             self._slot = jobs
             self._ready.notify_all()
 
-    def take(self) -> list[Job] | None:
+    def take(self) -> list[_Job] | None:
         """Wait for a round (or the stop mark); the device counts as busy until :meth:`done`."""
         with self._ready:
             self._ready.wait_for(lambda: self._slot is not _EMPTY)
-            jobs: list[Job] | None = self._slot  # type: ignore[assignment]
+            jobs: list[_Job] | None = self._slot  # type: ignore[assignment]
             self._slot = _EMPTY
             self.device_busy = jobs is not None
             self._ready.notify_all()

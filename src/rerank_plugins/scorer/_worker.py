@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from rerank_plugins.errors import OverloadedError
-from rerank_plugins.scorer._pipeline import WAKE, Handoff, _Wake
+from rerank_plugins.scorer._pipeline import WAKE, Handoff, Wake
 
 logger = logging.getLogger(__name__)
 
@@ -123,11 +123,11 @@ class MicroBatcher:
 
     def _reset(self) -> None:
         """Fresh queue, lock and counters: at construction and in a forked child."""
-        self._queue: queue.SimpleQueue[Job | _Wake | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Job | Wake | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._device_thread: threading.Thread | None = None
-        self._handoff = Handoff()
+        self._handoff: Handoff[Job] = Handoff()
         self._pending_requests = 0
         self._pending_pairs = 0
 
@@ -239,7 +239,7 @@ class MicroBatcher:
             first = self._queue.get()
             if first is None:
                 return
-            if isinstance(first, _Wake):
+            if isinstance(first, Wake):
                 continue
             jobs, stop = self._collect(first)
             self._run_live(jobs)
@@ -255,7 +255,7 @@ class MicroBatcher:
                 first = self._queue.get()
                 if first is None:
                     return
-                if isinstance(first, _Wake):
+                if isinstance(first, Wake):
                     continue
                 jobs, stop = self._collect(first, handoff)
                 handoff.put(jobs)
@@ -300,7 +300,7 @@ class MicroBatcher:
                 rate if previous is None else previous + _RATE_SMOOTHING * (rate - previous)
             )
 
-    def _collect(self, first: Job, handoff: Handoff | None = None) -> tuple[list[Job], bool]:
+    def _collect(self, first: Job, handoff: Handoff[Job] | None = None) -> tuple[list[Job], bool]:
         """Take ``first`` plus whatever arrives within ``max_wait``, up to ``max_pairs`` pairs.
 
         With ``handoff`` (the encoder thread), each job is encoded as it is taken, and the
@@ -319,14 +319,14 @@ class MicroBatcher:
                 break
             if job is None:
                 return jobs, True
-            if isinstance(job, _Wake):
+            if isinstance(job, Wake):
                 continue
             self._take_and_prepare(job, handoff)
             jobs.append(job)
             pairs += len(job.passages)
         return jobs, False
 
-    def _take_and_prepare(self, job: Job, handoff: Handoff | None) -> None:
+    def _take_and_prepare(self, job: Job, handoff: Handoff[Job] | None) -> None:
         """Count ``job`` out of the queue; on the encoder thread, encode it unless cancelled."""
         self._take(job)
         if handoff is None or self._prepare_job is None or job.future.cancelled():

@@ -46,6 +46,7 @@ def test_dry_run_goes_through_every_step_on_the_cpu(
         "ours bf16",
         "ours fp16",
         "ours bf16, one request at a time",
+        "ours bf16, no overlap",
         "sentence-transformers fp16",
         "sentence-transformers bf16",
     }
@@ -53,7 +54,9 @@ def test_dry_run_goes_through_every_step_on_the_cpu(
     assert report["oom"]["max_abs_diff_vs_ordinary_batches"] < 1e-5
     assert report["concurrency"]["top5_same"] == "16/16"
     assert report["packed"]["fp32"] < 1e-4
+    assert report["speed"]["ours bf16"]["x ours bf16, no overlap"] > 0
     assert "DRY RUN" in (tmp_path / "dry.md").read_text()
+    assert "**overlap**: ours bf16" in (tmp_path / "dry.md").read_text()
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,12 @@ middle of a round (a gated forward pass) to put jobs exactly where each risk liv
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import random
 import sys
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from pathlib import Path
@@ -320,3 +322,22 @@ def test_a_bad_overlap_value_names_it(tiny_bert: Path) -> None:
         TypeError, match=r"^overlap_tokenization must be True, False or None, got 'yes'\.$"
     ):
         CrossEncoderScorer(str(tiny_bert), device="cpu", overlap_tokenization="yes")  # type: ignore[arg-type]
+
+
+def test_a_dropped_pipelined_scorer_is_freed_and_both_threads_end(tiny_bert: Path) -> None:
+    """Guards against the encoder thread keeping the scorer alive through ``prepare_job``
+    (it must reach the scorer weakly, as ``run_jobs`` does)."""
+    scorer = CrossEncoderScorer(
+        str(tiny_bert), device="cpu", backend="torch", overlap_tokenization=True
+    )
+    assert len(scorer.score(QUERIES[0], POOL[:2])) == 2
+    batcher = scorer._batcher
+    threads = [batcher._thread, batcher._device_thread]
+    alive = weakref.ref(scorer)
+    del scorer
+    gc.collect()
+    assert alive() is None
+    for thread in threads:
+        assert thread is not None
+        thread.join(WAIT)
+        assert not thread.is_alive()
