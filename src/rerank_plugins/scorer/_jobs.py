@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import CancelledError
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from rerank_plugins.scorer._batching import plan_batches
@@ -63,9 +63,20 @@ def encode_round(jobs: list[Job], encode: Encode) -> EncodedRound:
 
 
 def score_round(
-    encoded_round: EncodedRound, forward: Forward, *, max_tokens: int, max_size: int
+    encoded_round: EncodedRound,
+    forward: Forward,
+    *,
+    max_tokens: int,
+    max_size: int,
+    parallel: int = 1,
 ) -> None:
-    """Score every live row in shared batches, then resolve each job's future."""
+    """Score every live row in shared batches, then resolve each job's future.
+
+    With ``parallel > 1``, that many batches run at once on their own threads (the ONNX
+    backend on the CPU: one thread per batch keeps every core busy without intra-op
+    synchronisation; see ``docs/guides/performance.md``). The batches are planned so that
+    even a small round has ``parallel`` of them, longest first.
+    """
     import torch
 
     jobs, ids, types, owners = (
@@ -76,7 +87,9 @@ def score_round(
     )
     failures = encoded_round.failures
     raw: list[float] = [0.0] * len(ids)
-    batches = plan_batches([len(row) for row in ids], max_tokens=max_tokens, max_size=max_size)
+    batches = plan_batches(
+        [len(row) for row in ids], max_tokens=max_tokens, max_size=max_size, min_batches=parallel
+    )
 
     def score_rows(rows: list[int]) -> None:
         scores = forward_splitting_on_oom(
@@ -85,35 +98,45 @@ def score_round(
         for i, value in zip(rows, scores, strict=True):
             raw[i] = value
 
-    with torch.inference_mode():
-        for batch in batches:
-            batch_jobs = {owners[i] for i in batch}
-            dead = {j for j in batch_jobs if j in failures or jobs[j].future.abandoned}
-            rows = batch
-            if dead:
-                if len(dead) == len(batch_jobs):
-                    continue
-                rows = [i for i in batch if owners[i] not in dead]
-                batch_jobs -= dead
-            try:
+    def score_batch(batch: list[int]) -> None:
+        batch_jobs = {owners[i] for i in batch}
+        dead = {j for j in batch_jobs if j in failures or jobs[j].future.abandoned}
+        rows = batch
+        if dead:
+            if len(dead) == len(batch_jobs):
+                return
+            rows = [i for i in batch if owners[i] not in dead]
+            batch_jobs -= dead
+        try:
+            with torch.inference_mode():
                 score_rows(rows)
-            except Exception as err:
-                if len(batch_jobs) == 1:
-                    failures[batch_jobs.pop()] = err
-                    continue
-                logger.warning(
-                    "A batch of %d pairs from %d requests failed (%s: %s); scoring each "
-                    "request alone so that only the failing one gets the error.",
-                    len(rows),
-                    len(batch_jobs),
-                    type(err).__name__,
-                    err,
-                )
-                for j in sorted(batch_jobs):
-                    try:
+        except Exception as err:
+            if len(batch_jobs) == 1:
+                failures[batch_jobs.pop()] = err
+                return
+            logger.warning(
+                "A batch of %d pairs from %d requests failed (%s: %s); scoring each "
+                "request alone so that only the failing one gets the error.",
+                len(rows),
+                len(batch_jobs),
+                type(err).__name__,
+                err,
+            )
+            for j in sorted(batch_jobs):
+                try:
+                    with torch.inference_mode():
                         score_rows([i for i in rows if owners[i] == j])
-                    except Exception as job_err:
-                        failures[j] = job_err
+                except Exception as job_err:
+                    failures[j] = job_err
+
+    if parallel > 1 and len(batches) > 1:
+        # Batches write disjoint rows of ``raw``; ``failures`` is a dict keyed by job.
+        with ThreadPoolExecutor(parallel, thread_name_prefix="rerank-plugins-batch") as pool:
+            for done in [pool.submit(score_batch, batch) for batch in batches]:
+                done.result()
+    else:
+        for batch in batches:
+            score_batch(batch)
 
     for j, job in enumerate(jobs):
         if j in failures:

@@ -69,7 +69,8 @@ class _Output:
 class OnnxCrossEncoder:
     """An onnxruntime session that is called like a transformers model: ``net(**inputs).logits``.
 
-    Inputs are torch tensors on the CPU; outputs are fp32 torch tensors on the CPU.
+    Inputs are torch tensors on the CPU; outputs are fp32 torch tensors on the CPU. On the
+    CPU each call runs on one thread, and ``parallel_batches`` calls may run at once.
     """
 
     def __init__(self, path: Path, *, device: str) -> None:
@@ -94,8 +95,15 @@ class OnnxCrossEncoder:
             raise ValueError(msg)
         self.path = path
         self.device = torch.device("cpu")
-        # One thread count for both backends: torch.set_num_threads / OMP_NUM_THREADS.
-        options.intra_op_num_threads = torch.get_num_threads()
+        # One thread count for both backends: torch.set_num_threads / OMP_NUM_THREADS. On
+        # the CPU it is spent on that many batches at once, one thread each (the session is
+        # safe to run from several threads): about as fast as one batch on every thread on
+        # a quiet machine and much faster on a busy one, where the intra-op threads wait on
+        # each other (measured: docs/guides/performance.md, "Short and long passages").
+        threads = torch.get_num_threads()
+        on_cpu = providers == ["CPUExecutionProvider"]
+        self.parallel_batches = threads if on_cpu else 1
+        options.intra_op_num_threads = 1 if on_cpu else threads
         self._session = ort.InferenceSession(str(path), options, providers=providers)
         self.input_names = tuple(node.name for node in self._session.get_inputs())
 

@@ -27,6 +27,7 @@ from rerank_plugins.scorer._loading import load_config_and_tokenizer
 from rerank_plugins.scorer._model_source import model_name
 from rerank_plugins.scorer._onnx_runtime import OnnxLoader, onnx_device
 from rerank_plugins.scorer._options import (
+    CPU_PARALLEL_BATCH_TOKENS,
     BackendOptions,
     optional_positive_int,
     positive_int,
@@ -68,6 +69,7 @@ class CrossEncoderScorer:
             Defaults to the model's limit.
         batch_size: Most pairs per forward pass.
         max_batch_tokens: Most padded tokens per forward pass (pairs x longest pair).
+            Defaults: 65,536 on a GPU, 1024 on the CPU (512 with ONNX Runtime on 2+ threads).
         activation: ``"auto"`` (the model's saved sentence-transformers choice, else
             sigmoid), ``"sigmoid"``, ``"none"`` (raw logits; for 2-logit heads, the log-odds
             of the relevant class), or another elementwise ``torch.nn`` activation by its
@@ -171,6 +173,10 @@ class CrossEncoderScorer:
         # BERT/RoBERTa/XLM-R run padding-free with a [CLS]-only last layer (same scores).
         self._run_network = (chosen == "torch" and packed_encoder(loaded.model)) or loaded.model
         self._num_labels = loaded.num_labels
+        # The ONNX backend on the CPU runs this many batches at once (one thread each).
+        self._parallel_batches: int = getattr(loaded.model, "parallel_batches", 1)
+        if max_batch_tokens is None and self._parallel_batches > 1:
+            self.max_batch_tokens = CPU_PARALLEL_BATCH_TOKENS
         self._pad_id = loaded.tokenizer.pad_token_id or 0
         self._encoder = PairEncoder(
             loaded.tokenizer,
@@ -368,9 +374,8 @@ class CrossEncoderScorer:
     def _run_jobs(self, jobs: list[Job]) -> None:
         """Worker side: encode, score in shared batches, resolve futures (see ``_jobs``)."""
         encoded = encode_round(jobs, functools.partial(self._encode, self._tokenizer))
-        score_round(
-            encoded, self._forward, max_tokens=self.max_batch_tokens, max_size=self.batch_size
-        )
+        tokens, size, parallel = self.max_batch_tokens, self.batch_size, self._parallel_batches
+        score_round(encoded, self._forward, max_tokens=tokens, max_size=size, parallel=parallel)
 
     def _forward(self, ids: list[list[int]], types: list[list[int]] | None) -> list[float]:
         """Pad one batch, run the model, and turn logits into scores (in fp32)."""

@@ -177,7 +177,9 @@ def test_a_cancelled_running_job_stops_after_its_current_batch(tiny_bert: Path) 
     futures.append(scorer._batcher.submit("cats", PASSAGES * 20))
     with pytest.raises(CancelledError):
         futures[0].result(10)
-    assert calls == [2]
+    # Batches already running on the other batch threads finish: one per thread at most.
+    assert calls == [2] * len(calls)
+    assert 1 <= len(calls) <= scorer._parallel_batches
     assert scorer.score("cats", PASSAGES) == pytest.approx(
         CrossEncoderScorer(str(tiny_bert), device="cpu").score("cats", PASSAGES), abs=1e-6
     )
@@ -212,6 +214,7 @@ def test_cancelling_an_ascore_task_stops_its_running_job(tiny_bert: Path) -> Non
             await task
         error = await asyncio.to_thread(submitted[0].exception, 10)
         assert isinstance(error, CancelledError)
-        assert calls == [2]
+        assert calls == [2] * len(calls)  # at most one running batch per batch thread
+        assert 1 <= len(calls) <= scorer._parallel_batches
 
     asyncio.run(main())
