@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 # backend="auto" exports models up to this size. The export peaks at ~10x the fp32 weights
 # (BERT-base, 110M parameters: 4.3 GB for ~40 s, measured), in a child process.
 _AUTO_MAX_PARAMETERS = 150_000_000
+# Most batches run at once on the CPU (see OnnxCrossEncoder.__init__).
+MAX_PARALLEL_BATCHES = 2
 _export_lock = threading.Lock()
 
 
@@ -70,7 +72,8 @@ class OnnxCrossEncoder:
     """An onnxruntime session that is called like a transformers model: ``net(**inputs).logits``.
 
     Inputs are torch tensors on the CPU; outputs are fp32 torch tensors on the CPU. On the
-    CPU each call runs on one thread, and ``parallel_batches`` calls may run at once.
+    CPU each call runs on ``threads_per_batch`` threads, and ``parallel_batches`` calls may run
+    at once.
     """
 
     def __init__(self, path: Path, *, device: str) -> None:
@@ -96,14 +99,17 @@ class OnnxCrossEncoder:
         self.path = path
         self.device = torch.device("cpu")
         # One thread count for both backends: torch.set_num_threads / OMP_NUM_THREADS. On
-        # the CPU it is spent on that many batches at once, one thread each (the session is
-        # safe to run from several threads): about as fast as one batch on every thread on
-        # a quiet machine and much faster on a busy one, where the intra-op threads wait on
-        # each other (measured: docs/guides/performance.md, "Short and long passages").
+        # the CPU it is spent on two batches at once (the session is safe to run from several
+        # threads), each on half the threads: on 2 cores, one thread per batch was about as
+        # fast as one batch on both threads on a quiet machine and much faster on a busy one,
+        # where the intra-op threads wait on each other (docs/guides/performance.md, "Short
+        # and long passages"). More batches at once were not measured on more cores, and a
+        # round with a single batch would run on 1/N of the threads, so two is the cap.
         threads = torch.get_num_threads()
         on_cpu = providers == ["CPUExecutionProvider"]
-        self.parallel_batches = threads if on_cpu else 1
-        options.intra_op_num_threads = 1 if on_cpu else threads
+        self.parallel_batches = min(threads, MAX_PARALLEL_BATCHES) if on_cpu else 1
+        self.threads_per_batch = threads // self.parallel_batches
+        options.intra_op_num_threads = self.threads_per_batch
         self._session = ort.InferenceSession(str(path), options, providers=providers)
         self.input_names = tuple(node.name for node in self._session.get_inputs())
 

@@ -69,7 +69,8 @@ class CrossEncoderScorer:
             Defaults to the model's limit.
         batch_size: Most pairs per forward pass.
         max_batch_tokens: Most padded tokens per forward pass (pairs x longest pair).
-            Defaults: 65,536 on a GPU, 1024 on the CPU (512 with ONNX Runtime on 2+ threads).
+            Defaults: 65,536 on a GPU, 1024 on the CPU (512 with ONNX Runtime on 2 or 3 threads,
+            where each of two batches at once runs on one thread).
         activation: ``"auto"`` (the model's saved sentence-transformers choice, else
             sigmoid), ``"sigmoid"``, ``"none"`` (raw logits; for 2-logit heads, the log-odds
             of the relevant class), or another elementwise ``torch.nn`` activation by its
@@ -173,9 +174,11 @@ class CrossEncoderScorer:
         # BERT/RoBERTa/XLM-R run padding-free with a [CLS]-only last layer (same scores).
         self._run_network = (chosen == "torch" and packed_encoder(loaded.model)) or loaded.model
         self._num_labels = loaded.num_labels
-        # The ONNX backend on the CPU runs this many batches at once (one thread each).
+        # The ONNX backend on the CPU runs this many batches at once; 512-token batches were
+        # measured for one thread per batch only.
         self._parallel_batches: int = getattr(loaded.model, "parallel_batches", 1)
-        if max_batch_tokens is None and self._parallel_batches > 1:
+        one_thread_each = getattr(loaded.model, "threads_per_batch", 0) == 1
+        if max_batch_tokens is None and self._parallel_batches > 1 and one_thread_each:
             self.max_batch_tokens = CPU_PARALLEL_BATCH_TOKENS
         self._pad_id = loaded.tokenizer.pad_token_id or 0
         self._encoder = PairEncoder(

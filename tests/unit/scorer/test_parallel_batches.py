@@ -80,6 +80,33 @@ def test_onnx_cpu_session_runs_one_thread_per_batch(tiny_bert: Path, two_threads
     assert (scorer._parallel_batches, options.intra_op_num_threads) == (2, 1)
 
 
+@pytest.mark.parametrize(("threads", "per_batch", "batch_tokens"), [(3, 1, 512), (8, 4, 1024)])
+def test_more_threads_still_run_two_batches_at_once(
+    tiny_bert: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    threads: int,
+    per_batch: int,
+    batch_tokens: int,
+) -> None:
+    """On N > 2 threads, two batches at once with N // 2 threads each, not N one-thread ones.
+
+    N batches at once were only measured on 2 cores; on many cores they would leave a small
+    request (one or a few batches) on a few of the threads.
+    """
+    monkeypatch.setenv(_onnx_cache.CACHE_ENV, str(tmp_path / "cache"))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        scorer = CrossEncoderScorer(str(tiny_bert), device="cpu", backend="onnx")
+    finally:
+        torch.set_num_threads(before)
+    options = scorer._network._session.get_session_options()
+    assert (scorer._parallel_batches, options.intra_op_num_threads) == (2, per_batch)
+    assert scorer.max_batch_tokens == batch_tokens
+    scorer.close()
+
+
 def test_parallel_batches_give_the_sequential_scores_in_order(
     tiny_bert: Path, two_threads: None
 ) -> None:
