@@ -27,7 +27,6 @@ from rerank_plugins.scorer._loading import load_config_and_tokenizer
 from rerank_plugins.scorer._model_source import model_name
 from rerank_plugins.scorer._onnx_runtime import OnnxLoader, onnx_device
 from rerank_plugins.scorer._options import (
-    CPU_PARALLEL_BATCH_TOKENS,
     BackendOptions,
     optional_positive_int,
     positive_int,
@@ -174,12 +173,11 @@ class CrossEncoderScorer:
         # BERT/RoBERTa/XLM-R run padding-free with a [CLS]-only last layer (same scores).
         self._run_network = (chosen == "torch" and packed_encoder(loaded.model)) or loaded.model
         self._num_labels = loaded.num_labels
-        # The ONNX backend on the CPU runs this many batches at once; 512-token batches were
-        # measured for one thread per batch only.
+        # The ONNX backend on the CPU runs batches side by side, with a batch size of its own.
         self._parallel_batches: int = getattr(loaded.model, "parallel_batches", 1)
-        one_thread_each = getattr(loaded.model, "threads_per_batch", 0) == 1
-        if max_batch_tokens is None and self._parallel_batches > 1 and one_thread_each:
-            self.max_batch_tokens = CPU_PARALLEL_BATCH_TOKENS
+        own_tokens = getattr(loaded.model, "batch_tokens", None)
+        if max_batch_tokens is None and own_tokens:
+            self.max_batch_tokens = own_tokens
         self._pad_id = loaded.tokenizer.pad_token_id or 0
         self._encoder = PairEncoder(
             loaded.tokenizer,
