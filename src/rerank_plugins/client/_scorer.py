@@ -9,13 +9,12 @@ few at a time.
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rerank_plugins._context import DEFAULT_NEAR_DUPLICATE_THRESHOLD, ContextOptions, Order
 from rerank_plugins._optional import require
+from rerank_plugins._ranker import ContextRanker
 from rerank_plugins._results import RankResult, check_inputs, select_top
 from rerank_plugins.client._protocol import Protocol, TooManyDocumentsError, adrive, drive
 from rerank_plugins.client._settings import RemoteProtocol, Settings
@@ -33,7 +32,7 @@ __all__ = ["RemoteScorer"]
 _MAX_PARALLEL_REQUESTS = 4
 
 
-class RemoteScorer:
+class RemoteScorer(ContextRanker):
     """Scores (query, passage) pairs with a remote rerank service; thread-safe and shareable.
 
     It has the local scorer's interface, so ``CrossEncoderRerank(scorer=RemoteScorer(...))``
@@ -185,64 +184,6 @@ class RemoteScorer:
     async def ascore(self, query: str, passages: Sequence[str]) -> list[float]:
         """Async :meth:`score`; split requests are sent up to 4 at a time."""
         return await self._ascores(query, check_inputs(query, passages))
-
-    def rank(
-        self,
-        query: str,
-        passages: Sequence[str],
-        *,
-        top_n: int | None = None,
-        score_threshold: float | None = None,
-        max_context_tokens: int | None = None,
-        length_function: Callable[[str], int] | str | None = None,
-        deduplicate: bool = False,
-        near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
-        order: Order = "relevance",
-    ) -> list[RankResult]:
-        """Return passages best first, as :class:`RankResult` (ties keep input order).
-
-        The context options work as in ``CrossEncoderScorer.rank``, on this side of the
-        wire: duplicates are dropped before the request, and ``max_context_tokens`` needs
-        a ``length_function`` (a remote service has no tokenizer here).
-        """
-        context = ContextOptions.create(
-            top_n=top_n,
-            score_threshold=score_threshold,
-            max_context_tokens=max_context_tokens,
-            length_function=length_function,
-            deduplicate=deduplicate,
-            near_duplicate_threshold=near_duplicate_threshold,
-            order=order,
-        )
-        checked = check_inputs(query, passages)
-        return context.rank(checked, functools.partial(self._rank_all, query)).results
-
-    async def arank(
-        self,
-        query: str,
-        passages: Sequence[str],
-        *,
-        top_n: int | None = None,
-        score_threshold: float | None = None,
-        max_context_tokens: int | None = None,
-        length_function: Callable[[str], int] | str | None = None,
-        deduplicate: bool = False,
-        near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
-        order: Order = "relevance",
-    ) -> list[RankResult]:
-        """Async :meth:`rank`."""
-        context = ContextOptions.create(
-            top_n=top_n,
-            score_threshold=score_threshold,
-            max_context_tokens=max_context_tokens,
-            length_function=length_function,
-            deduplicate=deduplicate,
-            near_duplicate_threshold=near_duplicate_threshold,
-            order=order,
-        )
-        checked = check_inputs(query, passages)
-        selection = await context.arank(checked, functools.partial(self._arank_all, query))
-        return selection.results
 
     def close(self) -> None:
         """Close the sync HTTP client this scorer created; later calls raise ``RuntimeError``.

@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rerank_plugins._context import DEFAULT_NEAR_DUPLICATE_THRESHOLD, ContextOptions, Order
+from rerank_plugins._ranker import ContextRanker
 from rerank_plugins._results import RankResult, check_inputs, select_top
 from rerank_plugins.scorer._activation import activation_function
 from rerank_plugins.scorer._backend import Loader, LoadRequest, load_first
@@ -48,7 +48,7 @@ _QUEUE_SECONDS = 30.0
 _MIN_QUEUE_ROUNDS = 2
 
 
-class CrossEncoderScorer:
+class CrossEncoderScorer(ContextRanker):
     """Scores (query, passage) pairs with a local cross-encoder; thread-safe and shareable.
 
     Prefer :func:`rerank_plugins.get_scorer`, which returns one shared instance per model
@@ -221,67 +221,6 @@ class CrossEncoderScorer:
         """Async :meth:`score`: awaits the worker without blocking the event loop."""
         return (await self._ascores_and_spans(query, check_inputs(query, passages)))[0]
 
-    def rank(
-        self,
-        query: str,
-        passages: Sequence[str],
-        *,
-        top_n: int | None = None,
-        score_threshold: float | None = None,
-        max_context_tokens: int | None = None,
-        length_function: Callable[[str], int] | str | None = None,
-        deduplicate: bool = False,
-        near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
-        order: Order = "relevance",
-    ) -> list[RankResult]:
-        """Return passages best first, as :class:`RankResult`; see :func:`select_top`.
-
-        ``deduplicate`` drops copies before scoring, ``max_context_tokens`` keeps the best
-        passages whose tokens (``length_function``, default :meth:`count_text_tokens`) fit
-        the budget, and ``order="long_context"`` puts the best first and last; see
-        :mod:`rerank_plugins._context` for the rules.
-        """
-        context = ContextOptions.create(
-            top_n=top_n,
-            score_threshold=score_threshold,
-            max_context_tokens=max_context_tokens,
-            length_function=length_function,
-            default_length_function=self.count_text_tokens,
-            deduplicate=deduplicate,
-            near_duplicate_threshold=near_duplicate_threshold,
-            order=order,
-        )
-        checked = check_inputs(query, passages)
-        return context.rank(checked, functools.partial(self._rank_all, query)).results
-
-    async def arank(
-        self,
-        query: str,
-        passages: Sequence[str],
-        *,
-        top_n: int | None = None,
-        score_threshold: float | None = None,
-        max_context_tokens: int | None = None,
-        length_function: Callable[[str], int] | str | None = None,
-        deduplicate: bool = False,
-        near_duplicate_threshold: float | None = DEFAULT_NEAR_DUPLICATE_THRESHOLD,
-        order: Order = "relevance",
-    ) -> list[RankResult]:
-        """Async :meth:`rank`."""
-        context = ContextOptions.create(
-            top_n=top_n,
-            score_threshold=score_threshold,
-            max_context_tokens=max_context_tokens,
-            length_function=length_function,
-            default_length_function=self.count_text_tokens,
-            deduplicate=deduplicate,
-            near_duplicate_threshold=near_duplicate_threshold,
-            order=order,
-        )
-        checked = check_inputs(query, passages)
-        selection = await context.arank(checked, functools.partial(self._arank_all, query))
-        return selection.results
-
     def _rank_all(self, query: str, passages: list[str]) -> list[RankResult]:
         scores, spans = self._scores_and_spans(query, passages)
         return select_top(scores, passages, None, None, spans=spans)
@@ -289,6 +228,9 @@ class CrossEncoderScorer:
     async def _arank_all(self, query: str, passages: list[str]) -> list[RankResult]:
         scores, spans = await self._ascores_and_spans(query, passages)
         return select_top(scores, passages, None, None, spans=spans)
+
+    def _default_length_function(self) -> Callable[[str], int]:
+        return self.count_text_tokens
 
     def count_text_tokens(self, text: str) -> int:
         """Tokens of ``text`` alone with this model's tokenizer (no special tokens, no cut).
