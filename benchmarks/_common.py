@@ -271,6 +271,47 @@ def pair_flops(config: Any, tokens: int) -> float:
     return 2.0 * (n * (dense + attention) + head)
 
 
+def cls_only_pair_flops(config: Any, tokens: int) -> float:
+    """:func:`pair_flops` of our export: the last layer computes keys and values for every
+    token but the query, output and feed-forward for [CLS] only (same logits)."""
+    h, i = config.hidden_size, config.intermediate_size
+    last_layer_saved = (tokens - 1) * (2 * h * h + 2 * h * i) + 2 * (tokens - 1) * tokens * h
+    return pair_flops(config, tokens) - 2.0 * last_layer_saved
+
+
+def measure_onnx_matmul_gflops(config: Any, threads: int, seconds: float = 4.0) -> float:
+    """Best fp32 GEMM rate of onnxruntime here (one session, ``threads`` threads), in GFLOP/s,
+    on the model's own shapes: 4096 tokens x hidden -> intermediate, back, hidden -> hidden."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    h, i = config.hidden_size, config.intermediate_size
+    best = 0.0
+    for k, n in ((h, i), (i, h), (h, h)):
+        weight = numpy_helper.from_array(np.random.randn(k, n).astype(np.float32), "W")
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["X", "W"], ["Y"])],
+            "matmul",
+            [helper.make_tensor_value_info("X", TensorProto.FLOAT, [4096, k])],
+            [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [4096, n])],
+            [weight],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(model.SerializeToString(), options)
+        x = np.random.randn(4096, k).astype(np.float32)
+        for _ in range(3):
+            session.run(None, {"X": x})
+        reps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 3:
+            session.run(None, {"X": x})
+            reps += 1
+        best = max(best, 2.0 * 4096 * k * n * reps / (time.perf_counter() - start) / 1e9)
+    return best
+
+
 def measure_matmul_gflops(seconds: float = 3.0) -> float:
     """Best fp32 GEMM rate of this machine, in GFLOP/s, over a few square and model shapes."""
     import torch

@@ -4,7 +4,7 @@ Run from the repository root::
 
     python benchmarks/agreement.py                         # 100 test questions, ~30 min on 2 cores
     python benchmarks/agreement.py --questions 300 --speed-questions 30
-    python benchmarks/agreement.py --modes "ours default,ours torch bf16"
+    python benchmarks/agreement.py --modes "ours default,ours bf16,ours torch bf16"
 
 The model is the trained NQ cross-encoder in ``shared/models/nq-minilm-l6-ce`` (its
 ``SOURCE.md`` says how it was trained; ``--model`` takes another, e.g. a seeded-head benchmark
@@ -56,13 +56,19 @@ DEFAULT_MODES = (
     REFERENCE,
     "ours torch fp32",
     "ours torch bf16",
+    "ours bf16",
     "ours int8",
     "int8 dynamic ffn-out-fp32",
     "int8 static minmax",
     "int8 smoothquant",
 )
 # Other modes this benchmark knows (pass them with --modes).
-EXTRA_MODES = ("int8 static percentile",)
+EXTRA_MODES = (
+    "int8 static percentile",
+    "openvino int8 static",
+    "openvino int8 smoothquant",
+    "openvino int8 ffn-out-fp32",
+)
 # Modes scored on the speed questions only: the slow peers, torch fp32 (equal to the reference
 # to ~1e-6, see the table) and static QDQ int8 (no faster than fp32 on onnxruntime's CPU EP).
 LIMITED = (*PEERS, "ours torch fp32", "int8 static minmax", "int8 static percentile")
@@ -191,6 +197,7 @@ def load_modes(
 ) -> tuple[dict[str, Scorer], dict[str, float]]:
     """Load every mode; the int8 attempts are built from the reference's cached export."""
     from rerank_plugins.scorer._onnx_runtime import OnnxCrossEncoder
+    from rerank_plugins.scorer._openvino_runtime import OpenVinoCrossEncoder
 
     loaded: dict[str, Scorer] = {}
     seconds: dict[str, float] = {}
@@ -206,7 +213,10 @@ def load_modes(
         elif name == "ours torch fp32":
             loaded[name], _ = _ours(model, backend="torch")
         elif name == "ours torch bf16":
-            loaded[name], _ = _ours(model, dtype="bfloat16")
+            loaded[name], _ = _ours(model, dtype="bfloat16", backend="torch")
+        elif name == "ours bf16":
+            loaded[name], bf16 = _ours(model, dtype="bfloat16")
+            print(f"ours bf16 runs on {bf16.backend}", flush=True)
         elif name == "ours int8":
             loaded[name], _ = _ours(model, dtype="int8")
         else:
@@ -214,7 +224,8 @@ def load_modes(
                 raise SystemExit("the int8 attempts need the ONNX export of 'ours default'")
             fp32_path = reference._network.path
             workdir.mkdir(parents=True, exist_ok=True)
-            target = workdir / (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") + ".onnx")
+            suffix = ".xml" if name.startswith("openvino int8") else ".onnx"
+            target = workdir / (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") + suffix)
             if not target.is_file():
                 inputs = OnnxCrossEncoder(fp32_path, device="cpu").input_names
                 batches = _calibration_batches(data, reference._tokenizer, inputs)
@@ -225,11 +236,19 @@ def load_modes(
                     q.static(fp32_path, target, batches, method)
                 elif name.startswith("int8 smoothquant"):
                     q.smooth(fp32_path, target, batches)
+                elif name.startswith("openvino int8"):
+                    alpha = 0.5 if "smoothquant" in name else None
+                    keep = "ffn-out" in name
+                    q.openvino_static(fp32_path, target, batches, alpha, keep_ffn_out=keep)
                 else:
                     known = ", ".join((*DEFAULT_MODES, *EXTRA_MODES))
                     raise SystemExit(f"unknown mode {name!r}; known: {known}")
             score, scorer = _ours(model, backend="onnx")
-            scorer._network = scorer._run_network = OnnxCrossEncoder(target, device="cpu")
+            if target.suffix == ".xml":
+                network: Any = OpenVinoCrossEncoder(target, dtype="float32")
+            else:
+                network = OnnxCrossEncoder(target, device="cpu")
+            scorer._network = scorer._run_network = network
             loaded[name] = score
         seconds[name] = time.perf_counter() - start
         print(f"loaded {name} in {seconds[name]:.1f} s", flush=True)

@@ -9,12 +9,16 @@ Systems, all loaded in one process and given the same request each round in a ro
 sentence-transformers ``CrossEncoder.predict`` (batches of 32), ``ours default`` (ONNX Runtime
 fp32: one batch per thread, 512-token batches), ``ours default, before`` (the same session
 rebuilt the way it ran before this change: one batch at a time on every thread, 1024-token
-batches) and, on the realistic workload, ``ours torch bf16``. Each row reports the median of
+batches) and, on the realistic workload, ``ours bf16`` (OpenVINO on a CPU with native bf16)
+and ``ours torch bf16``. Each row reports the median of
 per-round ratios to sentence-transformers, both in wall time and in process CPU time. CPU time
 counts the work done, not the waiting, so it moves less when other processes share the cores
 (but it also counts intra-op threads spinning while they wait for each other); the load
 average of each round is printed beside it. The share of our time spent tokenizing is measured
-on the same requests. Results go to ``benchmarks/results/passage_lengths.{md,json}``.
+on the same requests. The *fp32 ceiling* of each workload is onnxruntime's fp32 GEMM rate on
+this machine (measured first, on the model's shapes) over our export's matmul FLOPs per pair:
+what any exact fp32 implementation could reach at best, against sentence-transformers.
+Results go to ``benchmarks/results/passage_lengths.{md,json}``.
 """
 
 from __future__ import annotations
@@ -66,6 +70,13 @@ def load_before(model: Path) -> s.System:
         return values, sorted(range(len(values)), key=lambda i: (-values[i], i))[:5]
 
     return s.System(BEFORE, run, scorer.close)
+
+
+def config_and_tokenizer(model: Path) -> tuple[Any, Any]:
+    """The benchmark model's config and tokenizer (for token counts and FLOPs)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    return AutoConfig.from_pretrained(model), AutoTokenizer.from_pretrained(model)
 
 
 def tokenizing_share(model: Path, requests: list[c.Request]) -> float:
@@ -131,8 +142,15 @@ def measure(
                 "max_abs_diff_vs_st": diff[name],
             }
         )
+    config, tokenizer = config_and_tokenizer(model)
+    tokens = c.describe_requests(requests[1:], tokenizer)["tokens_per_pair"]
+    flops = statistics.fmean(c.cls_only_pair_flops(config, n) for n in tokens)
+    ceiling = args.gemm_gflops * 1e9 / flops
     return {
         "rows": rows,
+        "tokens_mean": statistics.fmean(tokens),
+        "ceiling_pairs_per_s": ceiling,
+        "ceiling_x_st": ceiling * statistics.median(wall[ST]) / len(requests[1].passages),
         "load_min": min(loads),
         "load_max": max(loads),
         "passages": len(requests[1].passages),
@@ -154,18 +172,22 @@ def main(argv: list[str] | None = None) -> int:
     args.corpus = c.find_corpus(args.corpus)
     facts = c.machine()
     model = c.build_models(["minilm-l6"])["minilm-l6"]
+    threads = int(facts["torch_threads"])
+    args.gemm_gflops = c.measure_onnx_matmul_gflops(config_and_tokenizer(model)[0], threads)
+    print(f"onnxruntime fp32 GEMM: {args.gemm_gflops:.1f} GFLOP/s on {threads} threads")
     loaded = {
         ST: s.load(ST, model),
         "ours default": s.load("ours default", model),
         BEFORE: load_before(model),
     }
     if not args.no_bf16:
+        loaded["ours bf16"] = s.load("ours bf16", model)
         loaded["ours torch bf16"] = s.load("ours torch bf16", model)
     results = {}
     for workload in args.workloads.split(","):
         names = [ST, "ours default", BEFORE]
         if workload == "realistic" and not args.no_bf16:
-            names.append("ours torch bf16")
+            names += ["ours bf16", "ours torch bf16"]
         results[workload] = measure(workload, names, loaded, args)
     for system in loaded.values():
         if system.closer is not None:
@@ -192,6 +214,20 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['max_abs_diff_vs_st']:.1e} | {found['load_min']:.1f}-{found['load_max']:.1f}"
                 f" | {100 * found['tokenizing_share']:.1f}% |"
             )
+    lines += [
+        "",
+        f"**fp32 ceiling**: onnxruntime's fp32 GEMM peak here, {args.gemm_gflops:.1f} GFLOP/s "
+        f"on {threads} threads, over the matmul FLOPs of our export per pair ([CLS]-only last "
+        "layer): the rate of an exact fp32 implementation doing nothing but matmuls at it.",
+        "",
+        "| workload | mean tokens | ceiling pairs/s | ceiling x ST | 2.0x ST needs |",
+        "|---|---|---|---|---|",
+    ]
+    for workload, found in results.items():
+        lines.append(
+            f"| {workload} | {found['tokens_mean']:.0f} | {found['ceiling_pairs_per_s']:.1f} | "
+            f"{found['ceiling_x_st']:.2f}x | {200 / found['ceiling_x_st']:.0f}% of the ceiling |"
+        )
     markdown = "\n".join(lines) + "\n"
     md_path, json_path = c.write_results(
         args.output, markdown, {"machine": facts, "workloads": results}

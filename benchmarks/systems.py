@@ -101,7 +101,9 @@ SYSTEMS: dict[str, tuple[str, dict[str, Any]]] = {
     "llama-index": ("llama_index", {}),
     "ours default": ("ours", {}),  # backend="auto": ONNX Runtime fp32 on the CPU
     "ours torch fp32": ("ours", {"backend": "torch"}),
-    "ours torch bf16": ("ours", {"dtype": "bfloat16"}),
+    "ours torch bf16": ("ours", {"dtype": "bfloat16", "backend": "torch"}),
+    # backend="auto": OpenVINO where the CPU has native bf16 and openvino is installed.
+    "ours bf16": ("ours", {"dtype": "bfloat16"}),
     "ours onnx int8": ("ours", {"backend": "onnx", "onnx_quantize": True}),
     # Tokenize the next round while the current one runs (off by default on the CPU).
     "ours default, overlap": ("ours", {"overlap_tokenization": True}),

@@ -50,7 +50,7 @@ class Cell:
 
 def plan(args: argparse.Namespace, bf16_native: bool) -> list[Cell]:
     """Which systems run on which (model, workload), and for how many rounds."""
-    bf16 = ["ours torch bf16"] if bf16_native or args.with_bf16 else []
+    bf16 = ["ours bf16", "ours torch bf16"] if bf16_native or args.with_bf16 else []
     overlap = ["ours default, overlap", "ours torch fp32, overlap"] if args.with_overlap else []
     core = ["sentence-transformers", "ours default", REFERENCE, "ours onnx int8"]
     if args.quick:
@@ -59,7 +59,10 @@ def plan(args: argparse.Namespace, bf16_native: bool) -> list[Cell]:
         return [Cell("modernbert-xsmall", "realistic", core[:3], args.rounds)]
     cells = [
         Cell(
-            "minilm-l6", "realistic", [*PEERS, *core[1:], "ours torch bf16", *overlap], args.rounds
+            "minilm-l6",
+            "realistic",
+            [*PEERS, *core[1:], "ours bf16", "ours torch bf16", *overlap],
+            args.rounds,
         ),
         Cell("minilm-l6", "short", core + bf16, args.rounds),
         Cell("minilm-l6", "long", core[:3] + bf16, args.rounds),
@@ -299,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quick:
             names += ["sentence-transformers", REFERENCE]
             names += ["langchain", "llama-index", "ours onnx int8"] + (
-                ["ours torch bf16"] if bf16_native else []
+                ["ours bf16", "ours torch bf16"] if bf16_native else []
             )
         starts = startup(names, models[cells[0].model], corpus)
     facts["load_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())

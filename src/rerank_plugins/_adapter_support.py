@@ -35,7 +35,7 @@ class ScorerOptions(BaseModel):
     dtype: str = Field(
         default="auto", description="'auto', 'float32', 'float16', 'bfloat16' or 'int8'."
     )
-    backend: str = Field(default="auto", description="'auto', 'torch' or 'onnx'.")
+    backend: str = Field(default="auto", description="'auto', 'torch', 'onnx' or 'openvino'.")
     max_length: int | None = Field(default=None, description="Tokens per (query, passage) pair.")
     batch_size: int | None = Field(default=None, description="Most pairs per forward pass.")
     max_batch_tokens: int | None = Field(

@@ -56,14 +56,15 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", help="auto (default: cuda > mps > cpu), cpu, cuda[:N] or mps.")
     group.add_argument(
         "--dtype",
-        help="auto (default), float32, float16, bfloat16 or int8 (ONNX Runtime, CPU); "
-        "bfloat16 and int8 can change rankings (see the performance guide).",
+        help="auto (default), float32, float16, bfloat16 (OpenVINO on CPUs with native bf16) "
+        "or int8 (ONNX Runtime, CPU); bfloat16 and int8 can change rankings (see the "
+        "performance guide).",
     )
     group.add_argument(
         "--backend",
-        choices=("auto", "torch", "onnx"),
-        help="auto (default: ONNX Runtime for BERT/XLM-R models on the CPU, else torch), "
-        "torch or onnx.",
+        choices=("auto", "torch", "onnx", "openvino"),
+        help="auto (default: ONNX Runtime for BERT/XLM-R models on the CPU in float32, "
+        "OpenVINO for bfloat16 on CPUs with native bf16, else torch), torch, onnx or openvino.",
     )
     group.add_argument(
         "--max-length", type=positive_int, metavar="N", help="Tokens per (query, passage) pair."

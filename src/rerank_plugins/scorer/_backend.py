@@ -1,8 +1,10 @@
 """The loader interface: what the scorer asks of a backend, and what a backend hands back.
 
-Two backends implement :class:`Loader`: torch (``_torch_backend``, any device and dtype)
-and ONNX Runtime (``_onnx_runtime``, exported and cached on first use). Neither imports the
-other: both build on the shared steps in ``_loading`` and return a :class:`LoadedModel`.
+Three backends implement :class:`Loader`: torch (``_torch_backend``, any device and dtype),
+ONNX Runtime (``_onnx_runtime``) and OpenVINO (``_openvino_runtime``, CPU fp32/bf16); the
+last two run the same ONNX export, made and cached on first use (``_onnx_files``). None
+imports another: all build on the shared steps in ``_loading`` and return a
+:class:`LoadedModel`.
 The scorer chooses which to try, in which order (see ``CrossEncoderScorer.__init__``).
 """
 
@@ -77,6 +79,13 @@ class LoadedModel:
     activation: Activation
     num_labels: int
     uses_token_types: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Logits:
+    """What the ONNX Runtime and OpenVINO networks return: ``.logits``, as transformers does."""
+
+    logits: torch.Tensor
 
 
 class Loader(Protocol):

@@ -72,8 +72,8 @@ def score_round(
 ) -> None:
     """Score every live row in shared batches, then resolve each job's future.
 
-    With ``parallel > 1``, that many batches run at once on their own threads (the ONNX
-    backend on the CPU: one thread per batch keeps every core busy without intra-op
+    With ``parallel > 1``, that many batches run at once on their own threads (ONNX Runtime
+    and OpenVINO on the CPU: one thread per batch keeps every core busy without intra-op
     synchronisation; see ``docs/guides/performance.md``). The batches are planned so that
     even a small round has ``parallel`` of them, longest first.
     """

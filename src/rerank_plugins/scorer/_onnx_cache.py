@@ -103,7 +103,7 @@ def writable_root(root: Path, *, auto: bool) -> Path | None:
                 CACHE_ENV,
                 "backend='auto' uses torch"
                 if auto
-                else "backend='onnx' exports into a temporary directory once per process",
+                else "an explicit backend exports into a temporary directory once per process",
             )
             _unwritable[root] = None
     if auto:

@@ -1,7 +1,8 @@
 """The scorer's options resolved once: device, dtype, backend, and the batch-size defaults.
 
 ``"auto"`` becomes a concrete choice here (cuda > mps > cpu; bf16/fp16 on GPUs, fp32 on
-CPU), aliases are normalised, and contradictory options fail before anything loads.
+CPU; int8 and OpenVINO on the CPU), aliases are normalised, and contradictory options fail
+before anything loads.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ CPU_BATCH_SIZE = 32
 GPU_BATCH_SIZE = 512
 # Measured on 2 CPU cores: ~1k padded tokens per batch beat 8k by ~1.6x (cache-sized matmuls).
 CPU_BATCH_TOKENS = 1024
-# ... except where batches run side by side, one thread each (ONNX Runtime on the CPU): there
-# 512 measured ~7% less CPU time per pair than 1024 (short, realistic and long passages).
+# ... except where batches run side by side, one thread each (ONNX Runtime and OpenVINO on the
+# CPU): with ONNX Runtime 512 measured ~7% less CPU time per pair than 1024 (short, realistic
+# and long passages).
 CPU_PARALLEL_BATCH_TOKENS = 512
+# Most batches run at once on the CPU (see cpu_batch_layout).
+MAX_PARALLEL_BATCHES = 2
 GPU_BATCH_TOKENS = 65_536
 _DTYPES = {
     "float32": "float32",
@@ -31,11 +35,39 @@ _DTYPES = {
 
 
 @dataclass(frozen=True, slots=True)
+class CpuLayout:
+    """How a backend with its own thread pool (ONNX Runtime, OpenVINO) spends the CPU."""
+
+    parallel_batches: int
+    threads_per_batch: int
+    batch_tokens: int | None
+
+
+def cpu_batch_layout(threads: int) -> CpuLayout:
+    """Batches at once, threads per batch and batch size for ``threads`` CPU threads.
+
+    ``threads`` is torch's thread count (``torch.set_num_threads`` / ``OMP_NUM_THREADS``), one
+    setting for every backend. It is spent on two batches at once, each on half the threads:
+    on 2 cores, one thread per batch was about as fast as one batch on both threads on a
+    quiet machine and much faster on a busy one, where intra-op threads wait on each other
+    (docs/guides/performance.md, "Short and long passages"). More batches at once were not
+    measured on more cores, and a round with a single batch would run on 1/N of the
+    threads, so two is the cap. ``batch_tokens`` (None: the scorer's default) is 512 where
+    each batch runs on one thread, as measured there for ONNX Runtime (OpenVINO bf16 measured
+    faster with it too: 4.1x against 3.6x sentence-transformers with one batch of 1024).
+    """
+    parallel = max(1, min(threads, MAX_PARALLEL_BATCHES))
+    per_batch = max(1, threads // parallel)
+    one_thread_each = parallel > 1 and per_batch == 1
+    return CpuLayout(parallel, per_batch, CPU_PARALLEL_BATCH_TOKENS if one_thread_each else None)
+
+
+@dataclass(frozen=True, slots=True)
 class BackendOptions:
     """Where and how the model runs, resolved from the scorer's arguments.
 
-    ``backend`` stays ``"auto"`` when the scorer may still choose between ONNX Runtime and
-    torch at load time; ``dtype`` is the torch dtype name (``"float32"`` when quantizing:
+    ``backend`` stays ``"auto"`` when the scorer may still choose at load time (ONNX Runtime
+    or OpenVINO, else torch); ``dtype`` is the torch dtype name (``"float32"`` when quantizing:
     the int8 graph is made from fp32 weights).
     """
 
@@ -68,28 +100,49 @@ def resolve_backend_options(
     ``onnx_device`` is the ONNX backend's own device rule (``"auto"`` means CUDA only where
     onnxruntime can use it), passed in so that this module imports no backend.
     """
-    if backend not in ("auto", "torch", "onnx"):
-        msg = f"backend must be 'auto', 'torch' or 'onnx', got {backend!r}."
+    if backend not in ("auto", "torch", "onnx", "openvino"):
+        msg = f"backend must be 'auto', 'torch', 'onnx' or 'openvino', got {backend!r}."
         raise ValueError(msg)
     if not isinstance(onnx_quantize, bool):
         msg = f"onnx_quantize must be True or False, got {onnx_quantize!r}."
         raise TypeError(msg)
     if onnx_quantize and backend != "onnx":
-        msg = "onnx_quantize=True needs backend='onnx'; the torch backend does not quantize."
+        msg = (
+            f"onnx_quantize=True needs backend='onnx', got backend={backend!r}. Use "
+            "dtype='int8' (ONNX Runtime dynamic int8) instead."
+        )
         raise ValueError(msg)
     quantize = onnx_quantize or _wants_int8(dtype, backend)
     resolved_device = resolve_device(device)
     if quantize:
-        resolved_device = _int8_device(device, resolved_device)
+        resolved_device = _cpu_only_device(
+            device,
+            resolved_device,
+            f"dtype='int8' runs on the CPU only (ONNX Runtime dynamic int8), got device="
+            f"{device!r}. Use device='cpu', or dtype='auto' (bf16/fp16) on a GPU.",
+        )
         backend = "onnx"
     elif backend == "onnx":
         resolved_device = onnx_device(device, resolved_device)
+    elif backend == "openvino":
+        resolved_device = _cpu_only_device(
+            device,
+            resolved_device,
+            f"backend='openvino' runs on the CPU, got device={device!r}. Use device='cpu', "
+            "or backend='auto' or 'torch' on a GPU.",
+        )
     resolved_dtype = resolve_dtype(dtype, resolved_device)
     explicit_dtype = (dtype or "auto").lower() != "auto"
     if backend == "onnx" and explicit_dtype and resolved_dtype not in ("float32", "int8"):
         msg = (
             f"backend='onnx' runs in float32 or int8, got dtype={dtype!r}. Use "
             f"dtype='auto' or 'int8', or backend='torch' for {dtype!r}."
+        )
+        raise ValueError(msg)
+    if backend == "openvino" and resolved_dtype not in ("float32", "bfloat16"):
+        msg = (
+            f"backend='openvino' runs in float32 or bfloat16, got dtype={dtype!r}. Use "
+            f"dtype='auto' or 'bfloat16', or backend='torch' for {dtype!r}."
         )
         raise ValueError(msg)
     return BackendOptions(
@@ -166,23 +219,19 @@ def _wants_int8(dtype: str | None, backend: str) -> bool:
     """Tell whether ``dtype`` asks for int8, which only the ONNX backend runs."""
     if not isinstance(dtype, str) or dtype.lower() != "int8":
         return False
-    if backend == "torch":
+    if backend in ("torch", "openvino"):
         msg = (
-            "dtype='int8' runs on ONNX Runtime (dynamic int8), but backend='torch' was "
-            "requested. Use backend='auto' or 'onnx' for int8, or dtype='bfloat16' on torch."
+            f"dtype='int8' runs on ONNX Runtime (dynamic int8), but backend={backend!r} was "
+            f"requested. Use backend='auto' or 'onnx' for int8, or dtype='bfloat16' on {backend}."
         )
         raise ValueError(msg)
     return True
 
 
-def _int8_device(requested: str | None, resolved: str) -> str:
-    """int8 runs on the CPU: ``"auto"`` picks it even on a GPU machine; a GPU is refused."""
+def _cpu_only_device(requested: str | None, resolved: str, message: str) -> str:
+    """A CPU-only mode: ``"auto"`` picks the CPU even on a GPU machine; a GPU is refused."""
     if resolved != "cpu" and (requested or "auto").lower() != "auto":
-        msg = (
-            f"dtype='int8' runs on the CPU only (ONNX Runtime dynamic int8), got "
-            f"device={requested!r}. Use device='cpu', or dtype='auto' (bf16/fp16) on a GPU."
-        )
-        raise ValueError(msg)
+        raise ValueError(message)
     return "cpu"
 
 

@@ -75,10 +75,13 @@ def _cache_key(model: str, options: dict[str, Any]) -> tuple[Any, ...]:
     normalised = dict(options)
     requested_device = normalised.pop("device", "auto")
     device = resolve_device(requested_device)
+    requested_auto = (requested_device or "auto").lower() == "auto"
+    if normalised.get("backend") == "openvino" and requested_auto:
+        device = "cpu"  # OpenVINO runs on the CPU, which "auto" then means even beside a GPU
     dtype = resolve_dtype(normalised.pop("dtype", "auto"), device)
     if normalised.pop("onnx_quantize", False) is True:
         dtype = "int8"  # backend="onnx", onnx_quantize=True is an alias of dtype="int8"
-    if dtype == "int8" and (requested_device or "auto").lower() == "auto":
+    if dtype == "int8" and requested_auto:
         device = "cpu"  # int8 runs on the CPU, which "auto" then means even beside a GPU
     if normalised.get("backend") == "auto" or (
         dtype == "int8" and normalised.get("backend") == "onnx"

@@ -26,6 +26,7 @@ from rerank_plugins.scorer._jobs import encode_round, score_round
 from rerank_plugins.scorer._loading import load_config_and_tokenizer
 from rerank_plugins.scorer._model_source import model_name
 from rerank_plugins.scorer._onnx_runtime import OnnxLoader, onnx_device
+from rerank_plugins.scorer._openvino_runtime import OpenVinoLoader
 from rerank_plugins.scorer._options import (
     BackendOptions,
     optional_positive_int,
@@ -61,9 +62,11 @@ class CrossEncoderScorer(ContextRanker):
         revision: Hub branch, tag or commit to load.
         device: ``"auto"`` (cuda > mps > cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
         dtype: ``"auto"`` (bf16/fp16 on GPU, fp32 on CPU), ``"float32"``, ``"float16"``,
-            ``"bfloat16"`` (torch; fast on GPUs and on CPUs with native bf16) or ``"int8"``
-            (ONNX Runtime dynamic int8, CPU only). Reduced precision moves scores and can
-            change rankings: see ``docs/guides/performance.md`` for the measured agreement.
+            ``"bfloat16"`` (fast on GPUs and on CPUs with native bf16; on such a CPU it runs
+            on OpenVINO where ``rerank-plugins[openvino]`` is installed, else on torch) or
+            ``"int8"`` (ONNX Runtime dynamic int8, CPU only). Reduced precision moves scores
+            and can change rankings: see ``docs/guides/performance.md`` for the measured
+            agreement.
         max_length: Tokens per (query, passage) pair; the passage is truncated to fit.
             Defaults to the model's limit.
         batch_size: Most pairs per forward pass.
@@ -93,7 +96,9 @@ class CrossEncoderScorer(ContextRanker):
             otherwise or if the export fails. ``"onnx"``: ONNX Runtime with fused attention,
             exported on first use and cached under ``$RERANK_PLUGINS_CACHE_DIR`` (default
             ``~/.cache/rerank-plugins``); it runs in fp32 and gives the same scores as
-            torch. ``"torch"``: transformers' model, on any device and dtype.
+            torch. ``"openvino"``: the same export compiled by OpenVINO, on the CPU, in
+            float32 or bfloat16 (``dtype="bfloat16"`` on a CPU with native bf16 picks it by
+            itself). ``"torch"``: transformers' model, on any device and dtype.
         onnx_quantize: With ``backend="onnx"``, the same as ``dtype="int8"`` (kept as an
             alias): faster on CPU, but scores move and rankings can change. Measure it on
             your data before relying on it (``benchmarks/agreement.py`` reports agreement).
@@ -173,7 +178,8 @@ class CrossEncoderScorer(ContextRanker):
         # BERT/RoBERTa/XLM-R run padding-free with a [CLS]-only last layer (same scores).
         self._run_network = (chosen == "torch" and packed_encoder(loaded.model)) or loaded.model
         self._num_labels = loaded.num_labels
-        # The ONNX backend on the CPU runs batches side by side, with a batch size of its own.
+        # ONNX Runtime and OpenVINO on the CPU run batches side by side, with a batch size of
+        # their own (cpu_batch_layout).
         self._parallel_batches: int = getattr(loaded.model, "parallel_batches", 1)
         own_tokens = getattr(loaded.model, "batch_tokens", None)
         if max_batch_tokens is None and own_tokens:
@@ -334,9 +340,18 @@ class CrossEncoderScorer(ContextRanker):
 
 
 def _loaders(options: BackendOptions) -> list[Loader]:
-    """The backends to try, in order: ``"auto"`` tries ONNX Runtime (fp32 on the CPU) first."""
+    """The backends to try, in order.
+
+    ``"auto"`` on the CPU tries ONNX Runtime first for fp32 (same scores, faster) and
+    OpenVINO first for bf16 (where the CPU has native bf16; torch's bf16 attention is slow).
+    """
     if options.backend == "onnx":
         return [OnnxLoader()]
-    if options.backend == "auto" and options.device == "cpu" and options.dtype == "float32":
-        return [OnnxLoader(), TorchLoader()]
+    if options.backend == "openvino":
+        return [OpenVinoLoader()]
+    if options.backend == "auto" and options.device == "cpu":
+        if options.dtype == "float32":
+            return [OnnxLoader(), TorchLoader()]
+        if options.dtype == "bfloat16":
+            return [OpenVinoLoader(), TorchLoader()]
     return [TorchLoader()]

@@ -1,4 +1,5 @@
-"""One keyword for reduced precision: ``dtype="bfloat16"`` (torch) and ``dtype="int8"`` (ONNX)."""
+"""One keyword for reduced precision: ``dtype="bfloat16"`` (torch; OpenVINO in test_openvino) and
+``dtype="int8"`` (ONNX)."""
 
 from __future__ import annotations
 
@@ -10,31 +11,15 @@ from typing import Any
 
 import pytest
 
-from rerank_plugins import CrossEncoderScorer, ModelLoadError, clear_scorers, get_scorer
+from rerank_plugins import CrossEncoderScorer, clear_scorers, get_scorer
 from rerank_plugins._cli_options import add_model_options, model_options
-from rerank_plugins.scorer import _onnx_cache, _onnx_export
 from tests._tiny_models import RANKING_CASES
 
 QUERY = "How long does a cat sleep each day?"
 PASSAGES = [passage for _, passages, _ in RANKING_CASES for passage in passages][:12]
 
 
-def _export_in_process(
-    model: str, source: str, common: dict[str, Any], directory: Path, quantize: bool
-) -> None:
-    """The export child's work, run in this process (faster to start)."""
-    try:
-        _onnx_export.export_model(model, source, common, directory, quantize)
-    except Exception as err:
-        raise ModelLoadError(f"Exporting {model!r} to ONNX failed: {err}") from err
-
-
-@pytest.fixture(autouse=True)
-def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test exports into its own cache, never into ~/.cache."""
-    monkeypatch.setenv(_onnx_cache.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setattr(_onnx_export, "run_export", _export_in_process)
-    return tmp_path / "cache"
+pytestmark = pytest.mark.usefixtures("cache_dir")
 
 
 def test_int8_is_the_quantized_onnx_model(tiny_bert: Path, cache_dir: Path) -> None:
@@ -66,7 +51,7 @@ def test_int8_with_backend_onnx_and_auto_is_one_shared_scorer(tiny_bert: Path) -
 
 
 def test_bfloat16_runs_on_torch_close_to_float32(tiny_bert: Path) -> None:
-    bf16 = CrossEncoderScorer(str(tiny_bert), device="cpu", dtype="bfloat16")
+    bf16 = CrossEncoderScorer(str(tiny_bert), device="cpu", dtype="bfloat16", backend="torch")
     fp32 = CrossEncoderScorer(str(tiny_bert), device="cpu", backend="torch")
     assert (bf16.backend, bf16.dtype) == ("torch", "bfloat16")
     scores = bf16.score(QUERY, PASSAGES)

@@ -60,13 +60,16 @@ def test_the_scorer_modules_import_no_circle() -> None:
     assert "_torch_backend" in graph["cross_encoder"]
 
 
-def test_neither_backend_imports_the_other() -> None:
-    """The loader interface is the only thing the torch and ONNX backends share."""
-    onnx = {"_onnx_runtime", "_onnx_export", "_onnx_cache"}
-    for module in onnx:
+def test_no_backend_imports_another() -> None:
+    """The loader interface is what the backends share; ONNX Runtime and OpenVINO also share
+    the export (``_onnx_files``), never each other's runtime module."""
+    onnx = {"_onnx_runtime", "_onnx_export", "_onnx_cache", "_onnx_files"}
+    for module in (*onnx, "_openvino_runtime"):
         assert "_torch_backend" not in _imports(module)
-    assert not _imports("_torch_backend") & onnx
-    assert not _imports("_backend") & (onnx | {"_torch_backend"})
+    assert not _imports("_torch_backend") & (onnx | {"_openvino_runtime"})
+    assert "_openvino_runtime" not in set().union(*(_imports(module) for module in onnx))
+    assert "_onnx_runtime" not in _imports("_openvino_runtime")
+    assert not _imports("_backend") & (onnx | {"_torch_backend", "_openvino_runtime"})
 
 
 @pytest.mark.parametrize(

@@ -86,7 +86,7 @@ def test_the_manifest_is_written_last_and_lists_the_files(
     assert not _onnx_cache.complete(directory, "model.onnx")
 
 
-@pytest.mark.parametrize("backend", ["auto", "onnx"])
+@pytest.mark.parametrize("backend", ["auto", "onnx", "openvino"])
 @pytest.mark.parametrize("damage", ["truncated", "corrupt"])
 def test_a_broken_cache_entry_is_exported_again_once(
     tiny_bert: Path,
@@ -96,7 +96,10 @@ def test_a_broken_cache_entry_is_exported_again_once(
     damage: str,
 ) -> None:
     """Guards against a truncated or corrupt model.onnx making backend='auto' run torch
-    forever and backend='onnx' raise a raw InvalidProtobuf."""
+    forever and backend='onnx' raise a raw InvalidProtobuf (OpenVINO: a raw read error)."""
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    expected_backend = "openvino" if backend == "openvino" else "onnx"
     expected = CrossEncoderScorer(str(tiny_bert), device="cpu", backend=backend).score(
         QUERY, PASSAGES
     )
@@ -110,13 +113,13 @@ def test_a_broken_cache_entry_is_exported_again_once(
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="rerank_plugins.scorer"):
         scorer = CrossEncoderScorer(str(tiny_bert), device="cpu", backend=backend)
-    assert scorer.backend == "onnx"
+    assert scorer.backend == expected_backend
     assert scorer.score(QUERY, PASSAGES) == pytest.approx(expected, abs=1e-6)
     assert exports == [directory, directory]
     (warning,) = _warnings(caplog)
     assert warning.endswith("exporting it again.")
     again = CrossEncoderScorer(str(tiny_bert), device="cpu", backend=backend)
-    assert again.backend == "onnx"
+    assert again.backend == expected_backend
     assert len(exports) == 2
 
 

@@ -22,8 +22,20 @@ def _on_cpu(requested: str | None, resolved: str) -> str:
         ("cpu", "int8", "auto", False, BackendOptions("onnx", "cpu", "float32", True)),
         ("auto", "auto", "onnx", True, BackendOptions("onnx", "cpu", "float32", True)),
         ("cpu", "fp32", "onnx", False, BackendOptions("onnx", "cpu", "float32", False)),
+        ("cpu", "bf16", "auto", False, BackendOptions("auto", "cpu", "bfloat16", False)),
+        ("auto", "auto", "openvino", False, BackendOptions("openvino", "cpu", "float32", False)),
+        ("cpu", "bf16", "openvino", False, BackendOptions("openvino", "cpu", "bfloat16", False)),
     ],
-    ids=["auto", "torch-bf16", "int8-alias-dtype", "onnx-quantize", "onnx-fp32"],
+    ids=[
+        "auto",
+        "torch-bf16",
+        "int8-alias-dtype",
+        "onnx-quantize",
+        "onnx-fp32",
+        "auto-bf16",
+        "openvino-auto",
+        "openvino-bf16",
+    ],
 )
 def test_resolved_options(
     device: str, dtype: str, backend: str, quantize: bool, expected: BackendOptions
@@ -64,3 +76,37 @@ def test_onnx_refuses_a_torch_only_dtype() -> None:
             onnx_quantize=False,
             onnx_device=_on_cpu,
         )
+
+
+@pytest.mark.parametrize(
+    ("threads", "expected"),
+    [
+        (1, _options.CpuLayout(1, 1, None)),
+        (2, _options.CpuLayout(2, 1, 512)),
+        (3, _options.CpuLayout(2, 1, 512)),
+        (4, _options.CpuLayout(2, 2, None)),
+        (8, _options.CpuLayout(2, 4, None)),
+    ],
+)
+def test_cpu_batch_layout(threads: int, expected: _options.CpuLayout) -> None:
+    """Two batches at once at most, each on half the threads; 512 tokens only at one thread
+    each (as measured), the scorer's default otherwise."""
+    assert _options.cpu_batch_layout(threads) == expected
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (BackendOptions("auto", "cpu", "float32", False), ["onnx", "torch"]),
+        (BackendOptions("auto", "cpu", "bfloat16", False), ["openvino", "torch"]),
+        (BackendOptions("auto", "cpu", "float16", False), ["torch"]),
+        (BackendOptions("auto", "cuda", "bfloat16", False), ["torch"]),
+        (BackendOptions("openvino", "cpu", "float32", False), ["openvino"]),
+        (BackendOptions("onnx", "cpu", "float32", True), ["onnx"]),
+    ],
+    ids=["fp32", "bf16", "fp16", "cuda-bf16", "openvino", "int8"],
+)
+def test_the_backends_tried_in_order(options: BackendOptions, expected: list[str]) -> None:
+    from rerank_plugins.scorer.cross_encoder import _loaders
+
+    assert [loader.name for loader in _loaders(options)] == expected
