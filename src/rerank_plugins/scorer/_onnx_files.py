@@ -4,7 +4,7 @@ Both backends read the same export (fused attention, [CLS]-only last layer): ONN
 as is, OpenVINO compiled from it. :func:`open_export` finds the cache entry
 (:mod:`~rerank_plugins.scorer._onnx_cache`), exports it in a child process on a miss
 (:mod:`~rerank_plugins.scorer._onnx_export`), and opens it with the backend's own
-``open_file``; an entry that fails to open is removed and exported again, once.
+``open_file``; an entry found damaged is removed and exported again, once.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 ``CrossEncoderScorer(model, dtype="bfloat16")`` on the CPU loads through
 :class:`OpenVinoLoader` where OpenVINO is installed (``rerank-plugins[openvino]``) and the
-CPU computes bf16 natively (AVX512_BF16 or AMX): on such a CPU it measured ~4x
+CPU computes bf16 natively (AVX512_BF16 or AMX): on such a CPU it measured 3.9x
 sentence-transformers fp32 where torch bf16 measured 2.7x (its attention is slow in bf16),
-with the same agreement (see ``docs/guides/performance.md``). It reads the same export as
+with agreement as good or better (see ``docs/guides/performance.md``). It reads the same export as
 the ONNX Runtime backend (:mod:`~rerank_plugins.scorer._onnx_files`) and runs two batches
 at once, like it. ``backend="openvino"`` also runs float32.
 
