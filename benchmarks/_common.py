@@ -272,11 +272,13 @@ def pair_flops(config: Any, tokens: int) -> float:
 
 
 def cls_only_pair_flops(config: Any, tokens: int) -> float:
-    """:func:`pair_flops` of our export: the last layer computes keys and values for every
-    token but the query, output and feed-forward for [CLS] only (same logits)."""
-    h, i = config.hidden_size, config.intermediate_size
-    last_layer_saved = (tokens - 1) * (2 * h * h + 2 * h * i) + 2 * (tokens - 1) * tokens * h
-    return pair_flops(config, tokens) - 2.0 * last_layer_saved
+    """:func:`pair_flops` of our export: the last layer computes only [CLS]'s row, with its key
+    and value projections folded into that row (per head, a dot with every token's hidden
+    state instead of a projection of every token; same logits)."""
+    h, i, heads = config.hidden_size, config.intermediate_size, config.num_attention_heads
+    full_last_layer = tokens * (4 * h * h + 2 * h * i) + 2 * tokens * tokens * h
+    first_row_only = 4 * h * h + 2 * h * i + 2 * heads * tokens * h
+    return pair_flops(config, tokens) - 2.0 * (full_last_layer - first_row_only)
 
 
 def measure_onnx_matmul_gflops(config: Any, threads: int, seconds: float = 4.0) -> float:

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 CACHE_ENV = "RERANK_PLUGINS_CACHE_DIR"
 # Bump when the export, fusion or quantization settings change, so old caches are not reused.
-FORMAT = 2
+FORMAT = 3
 MANIFEST = "export.json"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".msgpack", ".h5")
 # Cache roots found unwritable in this process, and the temporary root used instead.
