@@ -153,15 +153,23 @@ def test_queue_bounds_must_be_positive(tiny_bert: Path, option: str, value: int)
         CrossEncoderScorer(str(tiny_bert), device="cpu", **{option: value})
 
 
-def _counting_forward(scorer: CrossEncoderScorer, on_first: Any) -> list[int]:
-    """Patch the scorer's forward to count batches and call ``on_first`` in the first one."""
+def _counting_forward(
+    scorer: CrossEncoderScorer, on_first: Any, on_others: Any = None
+) -> list[int]:
+    """Patch the scorer's forward to count batches, call ``on_first`` in the first one and
+    ``on_others`` (if given) in every other one, before it runs."""
     forward = scorer._forward
     calls: list[int] = []
+    lock = threading.Lock()
 
     def counting(ids: list[list[int]], types: Any) -> list[float]:
-        calls.append(len(ids))
-        if len(calls) == 1:
+        with lock:
+            calls.append(len(ids))
+            first = len(calls) == 1
+        if first:
             on_first()
+        elif on_others is not None:
+            on_others()
         return forward(ids, types)
 
     scorer._forward = counting  # type: ignore[method-assign]
@@ -202,13 +210,18 @@ def test_cancelling_an_ascore_task_stops_its_running_job(tiny_bert: Path) -> Non
         loop = asyncio.get_running_loop()
         task: asyncio.Task[list[float]]
 
-        def cancel_from_the_loop() -> None:
-            loop.call_soon_threadsafe(task.cancel)
+        def until_the_cancellation_lands() -> None:
             deadline = time.monotonic() + 10
             while not submitted[0].abandoned and time.monotonic() < deadline:
                 time.sleep(0.001)
 
-        calls = _counting_forward(scorer, cancel_from_the_loop)
+        def cancel_from_the_loop() -> None:
+            loop.call_soon_threadsafe(task.cancel)
+            until_the_cancellation_lands()
+
+        # The other batch thread waits too: otherwise it scores more batches while the
+        # event loop, on a busy machine, is still on its way to running the cancellation.
+        calls = _counting_forward(scorer, cancel_from_the_loop, until_the_cancellation_lands)
         task = asyncio.ensure_future(scorer.ascore("cats", PASSAGES * 20))
         with pytest.raises(asyncio.CancelledError):
             await task
