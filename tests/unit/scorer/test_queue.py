@@ -181,7 +181,13 @@ def test_a_cancelled_running_job_stops_after_its_current_batch(tiny_bert: Path) 
     during its first batch of 2 must not run its other 19 batches."""
     scorer = CrossEncoderScorer(str(tiny_bert), device="cpu", batch_size=2)
     futures = []
-    calls = _counting_forward(scorer, lambda: futures[0].cancel())
+
+    def until_cancelled() -> None:  # the other batch thread's next batch waits for it
+        deadline = time.monotonic() + 10
+        while not futures[0].abandoned and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    calls = _counting_forward(scorer, lambda: futures[0].cancel(), until_cancelled)
     futures.append(scorer._batcher.submit("cats", PASSAGES * 20))
     with pytest.raises(CancelledError):
         futures[0].result(10)
