@@ -14,10 +14,12 @@ import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rerank_plugins.errors import ModelLoadError
 from rerank_plugins.scorer import _onnx_export
+from rerank_plugins.scorer._backend import LoadedModel, Network
+from rerank_plugins.scorer._loading import head_settings
 from rerank_plugins.scorer._onnx_cache import (
     cache_key,
     cache_root,
@@ -28,6 +30,8 @@ from rerank_plugins.scorer._onnx_cache import (
 from rerank_plugins.scorer._packed import covers
 
 if TYPE_CHECKING:
+    import torch
+
     from rerank_plugins.scorer._backend import LoadRequest
 
 logger = logging.getLogger(__name__)
@@ -37,7 +41,11 @@ logger = logging.getLogger(__name__)
 _AUTO_MAX_PARAMETERS = 150_000_000
 _export_lock = threading.Lock()
 
-_Network = TypeVar("_Network")
+
+class ExportedNetwork(Network, Protocol):
+    """A network that runs the export: it names the graph's inputs."""
+
+    input_names: tuple[str, ...]
 
 
 def auto_exports(config: Any) -> bool:
@@ -48,15 +56,18 @@ def auto_exports(config: Any) -> bool:
 def open_export(
     request: LoadRequest,
     name: str,
-    open_file: Callable[[Path], _Network],
+    open_file: Callable[[Path], ExportedNetwork],
     *,
     backend: str,
     any_error_means_damage: bool,
-) -> _Network | None:
+    device: torch.device,
+    dtype: torch.dtype,
+) -> LoadedModel | None:
     """Open the cached export ``name`` of ``request.model`` with ``open_file``, exporting first.
 
     ``name`` is ``model.onnx`` or ``model.int8.onnx`` (quantized by the exporter). Returns
-    None (with a warning) where ``backend="auto"`` should fall back to torch. A ValueError
+    the loaded model, which runs on ``device`` in ``dtype``, or None (with a warning) where
+    ``backend="auto"`` should fall back to torch. A ValueError
     from ``open_file`` is a device or option it cannot use, not the cache's fault: it is
     raised (or declined in auto) without exporting again. Another error removes the entry
     and exports it again, once, if the file is damaged: any error says so when
@@ -66,8 +77,18 @@ def open_export(
     source = request.files[0]
     common = request.hub_options
     directory = cache_root() / cache_key(request.model, request.revision, files_dir(source, common))
-    return _open_or_export(
+    network = _open_or_export(
         request, directory, name, open_file, backend, any_error_means_damage, retried=False
+    )
+    if network is None:
+        return None
+    return LoadedModel(
+        tokenizer=request.files[2],
+        model=network,
+        device=device,
+        dtype=dtype,
+        uses_token_types="token_type_ids" in network.input_names,
+        **head_settings(request),
     )
 
 
@@ -75,12 +96,12 @@ def _open_or_export(
     request: LoadRequest,
     directory: Path,
     name: str,
-    open_file: Callable[[Path], _Network],
+    open_file: Callable[[Path], ExportedNetwork],
     backend: str,
     any_error_means_damage: bool,
     *,
     retried: bool,
-) -> _Network | None:
+) -> ExportedNetwork | None:
     auto = request.fallback
     if not complete(directory, name):
         with _export_lock:

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from rerank_plugins._optional import is_available, require
 from rerank_plugins.scorer._backend import LoadedModel, LoadRequest, Logits
-from rerank_plugins.scorer._loading import head_settings
 from rerank_plugins.scorer._onnx_files import auto_exports, open_export
 from rerank_plugins.scorer._options import cpu_batch_layout
 
@@ -118,21 +117,12 @@ class OnnxLoader:
         require("onnx", extra=None, feature="The ONNX backend")
         if auto and not auto_exports(request.files[1]):
             return None
-        name = "model.int8.onnx" if request.quantize else "model.onnx"
-        network = open_export(
+        return open_export(
             request,
-            name,
+            "model.int8.onnx" if request.quantize else "model.onnx",
             functools.partial(OnnxCrossEncoder, device=request.device),
             backend="onnxruntime",
             any_error_means_damage=True,
-        )
-        if network is None:
-            return None
-        return LoadedModel(
-            tokenizer=request.files[2],
-            model=network,
             device=torch.device(request.device),
             dtype=torch.int8 if request.quantize else torch.float32,
-            uses_token_types="token_type_ids" in network.input_names,
-            **head_settings(request),
         )

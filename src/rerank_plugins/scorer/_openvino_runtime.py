@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 from rerank_plugins._optional import is_available, require
 from rerank_plugins.scorer._backend import LoadedModel, LoadRequest, Logits
-from rerank_plugins.scorer._loading import head_settings
 from rerank_plugins.scorer._onnx_files import auto_exports, open_export
 from rerank_plugins.scorer._options import cpu_batch_layout
 
@@ -155,22 +154,14 @@ class OpenVinoLoader:
             raise ValueError(msg)
         if auto and not auto_exports(request.files[1]):
             return None
-        network = open_export(
+        return open_export(
             request,
             "model.onnx",
             functools.partial(OpenVinoCrossEncoder, dtype=request.dtype),
             backend="OpenVINO",
             any_error_means_damage=False,
-        )
-        if network is None:
-            return None
-        return LoadedModel(
-            tokenizer=request.files[2],
-            model=network,
             device=torch.device("cpu"),
             dtype=getattr(torch, request.dtype),
-            uses_token_types="token_type_ids" in network.input_names,
-            **head_settings(request),
         )
 
 
