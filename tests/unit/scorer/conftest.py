@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -27,3 +29,21 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(_onnx_cache.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setattr(_onnx_export, "run_export", _export_in_process)
     return tmp_path / "cache"
+
+
+@pytest.fixture
+def pretend_missing(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """``pretend_missing("onnxruntime", _onnx_runtime)``: the module reads as not installed,
+    to ``rerank_plugins._optional`` and to each backend module that imported its check."""
+    import rerank_plugins._optional as optional
+
+    real = optional.is_available
+
+    def hide(module: str, *importers: ModuleType) -> None:
+        def without(name: str) -> bool:
+            return name != module and real(name)
+
+        for where in (optional, *importers):
+            monkeypatch.setattr(where, "is_available", without)
+
+    return hide

@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -97,17 +98,9 @@ def test_bfloat16_without_native_bf16_runs_torch_or_says_why(
 
 
 def test_missing_openvino_is_named_or_torch_runs_instead(
-    tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_bert: Path, pretend_missing: Callable[..., None]
 ) -> None:
-    import rerank_plugins._optional as optional
-
-    real = optional.is_available
-
-    def without_openvino(module: str) -> bool:
-        return module != "openvino" and real(module)
-
-    monkeypatch.setattr(optional, "is_available", without_openvino)
-    monkeypatch.setattr(_openvino_runtime, "is_available", without_openvino)
+    pretend_missing("openvino", _openvino_runtime)
     message = (
         "The OpenVINO backend needs 'openvino', which is not installed. "
         'Install it with: pip install "rerank-plugins[openvino]"'
